@@ -1,0 +1,4 @@
+//! Integration tests of corvee-journal: one test binary, one module per
+//! feature.
+
+mod basics;
