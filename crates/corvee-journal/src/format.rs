@@ -35,8 +35,15 @@ pub const FLAG_FIRST: u8 = 1;
 pub const FLAG_LAST: u8 = 2;
 const KNOWN_FLAGS: u8 = FLAG_FIRST | FLAG_LAST;
 
-/// Bytes of the segment header that carry fields (the rest is zero).
-const SEGMENT_HEADER_USED: usize = 60;
+/// Where the header's checksum is stored.
+const HEADER_CRC_AT: usize = 56;
+
+/// The header checksum covers the whole page except the checksum itself,
+/// so damage even to the zero padding is noticed.
+fn header_crc(page: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&page[..HEADER_CRC_AT]);
+    crc32c::crc32c_append(crc, &page[HEADER_CRC_AT + 4..])
+}
 
 /// The fixed description written at the start of every segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,10 +79,7 @@ impl std::fmt::Display for HeaderProblem {
         match self {
             HeaderProblem::BadMagic => f.write_str("not a corvee journal segment (bad magic)"),
             HeaderProblem::UnsupportedVersion(version) => {
-                write!(
-                    f,
-                    "format version {version} is not supported (this build reads {FORMAT_VERSION})"
-                )
+                write!(f, "format version {version} is not supported (this build reads {FORMAT_VERSION})")
             }
             HeaderProblem::ChecksumMismatch => f.write_str("segment header checksum mismatch"),
             HeaderProblem::Inconsistent(what) => {
@@ -97,19 +101,19 @@ impl SegmentHeader {
         page[32..40].copy_from_slice(&self.capacity.to_le_bytes());
         page[40..48].copy_from_slice(&self.salt.to_le_bytes());
         page[48..56].copy_from_slice(&self.created_unix_ms.to_le_bytes());
-        let crc = crc32c::crc32c(&page[0..56]);
-        page[56..60].copy_from_slice(&crc.to_le_bytes());
+        let crc = header_crc(&page);
+        page[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         page
     }
 
     /// Decodes and verifies a header from the first page of a segment.
     pub fn decode(page: &[u8]) -> Result<SegmentHeader, HeaderProblem> {
-        assert!(page.len() >= SEGMENT_HEADER_USED);
+        assert_eq!(page.len(), SEGMENT_HEADER_SIZE as usize);
         if page[0..8] != SEGMENT_MAGIC {
             return Err(HeaderProblem::BadMagic);
         }
-        let crc = u32_at(page, 56);
-        if crc != crc32c::crc32c(&page[0..56]) {
+        let crc = u32_at(page, HEADER_CRC_AT);
+        if crc != header_crc(page) {
             return Err(HeaderProblem::ChecksumMismatch);
         }
         let version = u32_at(page, 8);
@@ -119,15 +123,12 @@ impl SegmentHeader {
         if u32_at(page, 12) as usize != SECTOR_SIZE {
             return Err(HeaderProblem::Inconsistent("sector size is not 512"));
         }
-        let first_lsn =
-            Lsn::new(u64_at(page, 24)).ok_or(HeaderProblem::Inconsistent("first LSN is 0"))?;
+        let first_lsn = Lsn::new(u64_at(page, 24)).ok_or(HeaderProblem::Inconsistent("first LSN is 0"))?;
         let capacity = u64_at(page, 32);
         if capacity < SEGMENT_HEADER_SIZE + SECTOR_SIZE as u64
             || !(capacity - SEGMENT_HEADER_SIZE).is_multiple_of(SECTOR_SIZE as u64)
         {
-            return Err(HeaderProblem::Inconsistent(
-                "capacity is not a whole number of sectors",
-            ));
+            return Err(HeaderProblem::Inconsistent("capacity is not a whole number of sectors"));
         }
         Ok(SegmentHeader {
             segment_id: u64_at(page, 16),
@@ -210,11 +211,7 @@ pub fn classify_sector(sector: &[u8], salt: u64, index: u64) -> SectorKind {
         {
             return SectorKind::Garbage;
         }
-        return SectorKind::Valid(SectorStamp {
-            batch_lsn,
-            flags,
-            used,
-        });
+        return SectorKind::Valid(SectorStamp { batch_lsn, flags, used });
     }
     if sector.iter().all(|&byte| byte == 0) {
         SectorKind::Zero
@@ -226,13 +223,7 @@ pub fn classify_sector(sector: &[u8], salt: u64, index: u64) -> SectorKind {
 /// Appends the sectors carrying `batch` (a non-empty sequence of record
 /// frames) to `out`, stamped for data sector positions starting at
 /// `first_index` of a segment with `salt`. Returns the number of sectors.
-pub fn encode_batch_sectors(
-    out: &mut Vec<u8>,
-    batch: &[u8],
-    batch_lsn: Lsn,
-    salt: u64,
-    first_index: u64,
-) -> u64 {
+pub fn encode_batch_sectors(out: &mut Vec<u8>, batch: &[u8], batch_lsn: Lsn, salt: u64, first_index: u64) -> u64 {
     assert!(!batch.is_empty(), "a batch carries at least one record");
     let sector_total = batch.len().div_ceil(SECTOR_DATA_SIZE);
     out.reserve(sector_total * SECTOR_SIZE);
@@ -287,11 +278,7 @@ pub enum RecordProblem {
     /// Fewer bytes remain than a record header or its payload needs.
     Truncated { at: usize },
     /// The record's LSN is not the next one.
-    UnexpectedLsn {
-        at: usize,
-        expected: u64,
-        found: u64,
-    },
+    UnexpectedLsn { at: usize, expected: u64, found: u64 },
     /// The record's checksum does not match.
     ChecksumMismatch { at: usize, lsn: u64 },
 }
@@ -300,15 +287,8 @@ impl std::fmt::Display for RecordProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RecordProblem::Truncated { at } => write!(f, "record at batch byte {at} is cut short"),
-            RecordProblem::UnexpectedLsn {
-                at,
-                expected,
-                found,
-            } => {
-                write!(
-                    f,
-                    "record at batch byte {at} has LSN {found}, expected {expected}"
-                )
+            RecordProblem::UnexpectedLsn { at, expected, found } => {
+                write!(f, "record at batch byte {at} has LSN {found}, expected {expected}")
             }
             RecordProblem::ChecksumMismatch { at, lsn } => {
                 write!(f, "record LSN {lsn} at batch byte {at} fails its checksum")
@@ -334,22 +314,14 @@ pub fn parse_batch(
         let crc = u32_at(batch, at + 4);
         let lsn = u64_at(batch, at + 8);
         if lsn != expected {
-            return Err(RecordProblem::UnexpectedLsn {
-                at,
-                expected,
-                found: lsn,
-            });
+            return Err(RecordProblem::UnexpectedLsn { at, expected, found: lsn });
         }
         let payload_start = at + RECORD_HEADER_SIZE;
         if batch.len() - payload_start < len as usize {
             return Err(RecordProblem::Truncated { at });
         }
         let payload = payload_start..payload_start + len as usize;
-        let lsn_value = Lsn::new(lsn).ok_or(RecordProblem::UnexpectedLsn {
-            at,
-            expected,
-            found: 0,
-        })?;
+        let lsn_value = Lsn::new(lsn).ok_or(RecordProblem::UnexpectedLsn { at, expected, found: 0 })?;
         if crc != record_crc(crc32c::crc32c(&batch[payload.clone()]), len, lsn_value) {
             return Err(RecordProblem::ChecksumMismatch { at, lsn });
         }
@@ -388,10 +360,7 @@ mod tests {
         let mut page = header.encode();
         assert_eq!(SegmentHeader::decode(&page), Ok(header));
         page[20] ^= 1;
-        assert_eq!(
-            SegmentHeader::decode(&page),
-            Err(HeaderProblem::ChecksumMismatch)
-        );
+        assert_eq!(SegmentHeader::decode(&page), Err(HeaderProblem::ChecksumMismatch));
         page[0] = b'X';
         assert_eq!(SegmentHeader::decode(&page), Err(HeaderProblem::BadMagic));
     }
@@ -399,23 +368,13 @@ mod tests {
     #[test]
     fn sectors_classify_as_valid_zero_or_garbage() {
         let mut batch = Vec::new();
-        encode_record(
-            &mut batch,
-            lsn(5),
-            &[7u8; 1000],
-            crc32c::crc32c(&[7u8; 1000]),
-        );
+        encode_record(&mut batch, lsn(5), &[7u8; 1000], crc32c::crc32c(&[7u8; 1000]));
         let mut out = Vec::new();
         let sectors = encode_batch_sectors(&mut out, &batch, lsn(5), 42, 3);
         assert_eq!(sectors, 3);
-        let kinds: Vec<_> = out
-            .chunks(SECTOR_SIZE)
-            .enumerate()
-            .map(|(i, s)| classify_sector(s, 42, 3 + i as u64))
-            .collect();
-        assert!(
-            matches!(kinds[0], SectorKind::Valid(stamp) if stamp.is_first() && !stamp.is_last())
-        );
+        let kinds: Vec<_> =
+            out.chunks(SECTOR_SIZE).enumerate().map(|(i, s)| classify_sector(s, 42, 3 + i as u64)).collect();
+        assert!(matches!(kinds[0], SectorKind::Valid(stamp) if stamp.is_first() && !stamp.is_last()));
         assert!(
             matches!(kinds[2], SectorKind::Valid(stamp) if stamp.is_last() && stamp.used as usize == 1016 - 2 * 496)
         );
@@ -432,36 +391,15 @@ mod tests {
     fn records_parse_and_detect_bad_frames() {
         let mut batch = Vec::new();
         for (i, payload) in [&b"a"[..], b"", b"hello"].iter().enumerate() {
-            encode_record(
-                &mut batch,
-                lsn(10 + i as u64),
-                payload,
-                crc32c::crc32c(payload),
-            );
+            encode_record(&mut batch, lsn(10 + i as u64), payload, crc32c::crc32c(payload));
         }
         let mut seen = Vec::new();
-        assert_eq!(
-            parse_batch(&batch, 10, |lsn, range| seen
-                .push((lsn, batch[range].to_vec()))),
-            Ok(3)
-        );
-        assert_eq!(
-            seen,
-            vec![(10, b"a".to_vec()), (11, vec![]), (12, b"hello".to_vec())]
-        );
-        assert!(matches!(
-            parse_batch(&batch, 11, |_, _| {}),
-            Err(RecordProblem::UnexpectedLsn { .. })
-        ));
+        assert_eq!(parse_batch(&batch, 10, |lsn, range| seen.push((lsn, batch[range].to_vec()))), Ok(3));
+        assert_eq!(seen, vec![(10, b"a".to_vec()), (11, vec![]), (12, b"hello".to_vec())]);
+        assert!(matches!(parse_batch(&batch, 11, |_, _| {}), Err(RecordProblem::UnexpectedLsn { .. })));
         let mut damaged = batch.clone();
         *damaged.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            parse_batch(&damaged, 10, |_, _| {}),
-            Err(RecordProblem::ChecksumMismatch { lsn: 12, .. })
-        ));
-        assert!(matches!(
-            parse_batch(&batch[..batch.len() - 1], 10, |_, _| {}),
-            Err(RecordProblem::Truncated { .. })
-        ));
+        assert!(matches!(parse_batch(&damaged, 10, |_, _| {}), Err(RecordProblem::ChecksumMismatch { lsn: 12, .. })));
+        assert!(matches!(parse_batch(&batch[..batch.len() - 1], 10, |_, _| {}), Err(RecordProblem::Truncated { .. })));
     }
 }

@@ -26,6 +26,8 @@ mod options;
 mod reader;
 mod recovery;
 mod segment;
+#[cfg(feature = "fault-injection")]
+pub mod sim;
 mod snapshot;
 pub mod storage;
 mod writer;
@@ -84,9 +86,7 @@ impl fmt::Display for Lsn {
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// State shared by the journal handle, the writer thread, tickets and
@@ -165,10 +165,7 @@ impl fmt::Debug for Journal {
 impl Journal {
     /// Opens (or creates, mode 0700) the journal in `dir`: takes the writer
     /// lock, recovers, and starts the writer.
-    pub fn open(
-        dir: impl AsRef<Path>,
-        options: JournalOptions,
-    ) -> Result<(Journal, RecoveryReport), OpenError> {
+    pub fn open(dir: impl AsRef<Path>, options: JournalOptions) -> Result<(Journal, RecoveryReport), OpenError> {
         let dir = dir.as_ref();
         let storage = DirStorage::open(dir).map_err(|source| OpenError::Io {
             operation: "open directory",
@@ -185,17 +182,14 @@ impl Journal {
         options: JournalOptions,
     ) -> Result<(Journal, RecoveryReport), OpenError> {
         options.validate().map_err(OpenError::InvalidOptions)?;
+        let options = options.normalized();
         storage.try_lock()?;
         let mut recovered = recovery::recover(storage.as_ref())?;
         if recovered.segments.is_empty() {
-            let spare =
-                create_spare(storage.as_ref(), 1, options.segment_bytes).map_err(open_io)?;
+            let spare = create_spare(storage.as_ref(), 1, options.segment_bytes).map_err(open_io)?;
             let segment = install_segment(storage.as_ref(), spare, Lsn::FIRST).map_err(open_io)?;
             recovered.segments.push(Arc::new(segment));
-            recovered
-                .report
-                .segments
-                .push(recovered.segments[0].name.clone());
+            recovered.report.segments.push(recovered.segments[0].name.clone());
         }
         let active = Arc::clone(recovered.segments.last().expect("at least one segment"));
         let durable = recovered.next_lsn - 1;
@@ -228,11 +222,8 @@ impl Journal {
             batch: Vec::new(),
             sectors: Vec::new(),
         };
-        let spawn_failed = |source| OpenError::Io {
-            operation: "spawn thread for",
-            path: shared.storage.path_of("."),
-            source,
-        };
+        let spawn_failed =
+            |source| OpenError::Io { operation: "spawn thread for", path: shared.storage.path_of("."), source };
         let writer = std::thread::Builder::new()
             .name("corvee-journal-writer".into())
             .spawn(move || writer.run())
@@ -248,14 +239,7 @@ impl Journal {
         } else {
             None
         };
-        Ok((
-            Journal {
-                shared,
-                writer: Some(writer),
-                preallocator,
-            },
-            recovered.report,
-        ))
+        Ok((Journal { shared, writer: Some(writer), preallocator }, recovered.report))
     }
 
     /// Appends one record. The returned [`Ticket`] resolves once the record
@@ -275,10 +259,7 @@ impl Journal {
         let mut group_bytes = 0usize;
         for payload in payloads {
             if payload.len() > max {
-                return Err(AppendError::RecordTooLarge {
-                    len: payload.len(),
-                    max,
-                });
+                return Err(AppendError::RecordTooLarge { len: payload.len(), max });
             }
             group_bytes += RECORD_HEADER_SIZE + payload.len();
         }
@@ -303,9 +284,7 @@ impl Journal {
             if queue.closing {
                 return Err(AppendError::Closed);
             }
-            if queue.staging.is_empty()
-                || queue.staging.len() + group_bytes <= shared.options.max_batch_bytes
-            {
+            if queue.staging.is_empty() || queue.staging.len() + group_bytes <= shared.options.max_batch_bytes {
                 break;
             }
             queue = writer::wait(&shared.space_ready, queue);
@@ -366,18 +345,10 @@ impl Journal {
         let segments = lock(&self.shared.segments).clone();
         let oldest = segments[0].header.first_lsn.get();
         if from.get() < oldest {
-            return Err(ReadError::Truncated {
-                requested: from.get(),
-                oldest,
-            });
+            return Err(ReadError::Truncated { requested: from.get(), oldest });
         }
         let until = self.shared.durable.load(Ordering::Acquire);
-        Ok(JournalReader::new(
-            Arc::clone(&self.shared.storage),
-            segments,
-            from.get(),
-            until,
-        ))
+        Ok(JournalReader::new(Arc::clone(&self.shared.storage), segments, from.get(), until))
     }
 
     /// The LSN of the current snapshot, if there is one.
@@ -389,10 +360,7 @@ impl Journal {
     pub fn snapshot(&self) -> Result<Option<SnapshotReader>, ReadError> {
         let info = lock(&self.shared.snapshot).clone();
         match info {
-            Some(info) => Ok(Some(SnapshotReader::open(
-                self.shared.storage.as_ref(),
-                &info,
-            )?)),
+            Some(info) => Ok(Some(SnapshotReader::open(self.shared.storage.as_ref(), &info)?)),
             None => Ok(None),
         }
     }
@@ -403,17 +371,12 @@ impl Journal {
     pub fn begin_snapshot(&self, lsn: Lsn) -> Result<SnapshotWriter, SnapshotError> {
         let next = lock(&self.shared.queue).next_lsn;
         if lsn.get() >= next {
-            return Err(SnapshotError::BeyondLog {
-                lsn: lsn.get(),
-                next,
-            });
+            return Err(SnapshotError::BeyondLog { lsn: lsn.get(), next });
         }
-        SnapshotWriter::create(self.shared.storage.as_ref(), lsn).map_err(|source| {
-            SnapshotError::Io {
-                operation: "create snapshot",
-                path: self.shared.storage.path_of(&snapshot::file_name(lsn)),
-                source,
-            }
+        SnapshotWriter::create(self.shared.storage.as_ref(), lsn).map_err(|source| SnapshotError::Io {
+            operation: "create snapshot",
+            path: self.shared.storage.path_of(&snapshot::file_name(lsn)),
+            source,
         })
     }
 
@@ -440,37 +403,22 @@ impl Journal {
                 });
             }
         };
-        storage
-            .rename(&temporary_name, &final_name)
-            .map_err(|source| SnapshotError::Io {
-                operation: "rename snapshot",
-                path: storage.path_of(&final_name),
+        storage.rename(&temporary_name, &final_name).map_err(|source| SnapshotError::Io {
+            operation: "rename snapshot",
+            path: storage.path_of(&final_name),
+            source,
+        })?;
+        self.sync_dir_or_fail(&final_name)?;
+        let body_len = shared.storage.open(&final_name).and_then(|file| file.len()).map_err(|source| {
+            SnapshotError::Io { operation: "stat snapshot", path: storage.path_of(&final_name), source }
+        })? - snapshot::FRAMING_BYTES;
+        let previous = lock(&shared.snapshot).replace(SnapshotInfo { lsn, name: final_name.clone(), body_len });
+        if let Some(previous) = previous.filter(|previous| previous.name != final_name) {
+            storage.remove(&previous.name).map_err(|source| SnapshotError::Io {
+                operation: "remove old snapshot",
+                path: storage.path_of(&previous.name),
                 source,
             })?;
-        self.sync_dir_or_fail(&final_name)?;
-        let body_len = shared
-            .storage
-            .open(&final_name)
-            .and_then(|file| file.len())
-            .map_err(|source| SnapshotError::Io {
-                operation: "stat snapshot",
-                path: storage.path_of(&final_name),
-                source,
-            })?
-            - snapshot::FRAMING_BYTES;
-        let previous = lock(&shared.snapshot).replace(SnapshotInfo {
-            lsn,
-            name: final_name.clone(),
-            body_len,
-        });
-        if let Some(previous) = previous.filter(|previous| previous.name != final_name) {
-            storage
-                .remove(&previous.name)
-                .map_err(|source| SnapshotError::Io {
-                    operation: "remove old snapshot",
-                    path: storage.path_of(&previous.name),
-                    source,
-                })?;
             self.sync_dir_or_fail(&previous.name)?;
         }
         Ok(())
@@ -490,20 +438,15 @@ impl Journal {
             let candidate = {
                 let segments = lock(&shared.segments);
                 match segments.get(1) {
-                    Some(next) if next.header.first_lsn.get() <= snapshot_lsn.get() + 1 => {
-                        Arc::clone(&segments[0])
-                    }
+                    Some(next) if next.header.first_lsn.get() <= snapshot_lsn.get() + 1 => Arc::clone(&segments[0]),
                     _ => break,
                 }
             };
-            shared
-                .storage
-                .remove(&candidate.name)
-                .map_err(|source| SnapshotError::Io {
-                    operation: "remove segment",
-                    path: shared.storage.path_of(&candidate.name),
-                    source,
-                })?;
+            shared.storage.remove(&candidate.name).map_err(|source| SnapshotError::Io {
+                operation: "remove segment",
+                path: shared.storage.path_of(&candidate.name),
+                source,
+            })?;
             self.sync_dir_or_fail(&candidate.name)?;
             lock(&shared.segments).remove(0);
             removed.push(candidate.name.clone());
@@ -514,15 +457,9 @@ impl Journal {
     fn sync_dir_or_fail(&self, name: &str) -> Result<(), SnapshotError> {
         let shared = &self.shared;
         shared.storage.sync_dir().map_err(|source| {
-            let failure = FailStop {
-                operation: "fsync directory",
-                path: shared.storage.path_of(name),
-                source,
-            };
+            let failure = FailStop { operation: "fsync directory", path: shared.storage.path_of(name), source };
             shared.fail(failure);
-            SnapshotError::Append(AppendError::Failed(
-                shared.failure.get().cloned().expect("just set"),
-            ))
+            SnapshotError::Append(AppendError::Failed(shared.failure.get().cloned().expect("just set")))
         })
     }
 
@@ -560,11 +497,7 @@ impl Drop for Journal {
 }
 
 fn open_io(failure: segment::IoFailure) -> OpenError {
-    OpenError::Io {
-        operation: failure.operation,
-        path: failure.path,
-        source: failure.source,
-    }
+    OpenError::Io { operation: failure.operation, path: failure.path, source: failure.source }
 }
 
 /// Resolves when the records of one append are durable. Wait on it with
@@ -594,9 +527,7 @@ impl Ticket {
 
     /// The outcome, if already known, without blocking.
     pub fn try_outcome(&self) -> Option<Result<Lsn, AppendError>> {
-        self.shared
-            .outcome(self.last.get())
-            .map(|outcome| outcome.map(|()| self.first))
+        self.shared.outcome(self.last.get()).map(|outcome| outcome.map(|()| self.first))
     }
 }
 

@@ -44,31 +44,27 @@ impl JournalOptions {
     /// Checks the options for values the journal cannot work with.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.segment_bytes < SEGMENT_HEADER_SIZE + 8 * SECTOR_SIZE as u64 {
-            return Err(format!(
-                "segment_bytes {} is below the minimum of 8 KiB",
-                self.segment_bytes
-            ));
+            return Err(format!("segment_bytes {} is below the minimum of 8 KiB", self.segment_bytes));
         }
         if !self.segment_bytes.is_multiple_of(SECTOR_SIZE as u64) {
-            return Err(format!(
-                "segment_bytes {} is not a multiple of {SECTOR_SIZE}",
-                self.segment_bytes
-            ));
+            return Err(format!("segment_bytes {} is not a multiple of {SECTOR_SIZE}", self.segment_bytes));
         }
-        if self.max_record_bytes == 0
-            || self.max_record_bytes > (u32::MAX as usize - RECORD_HEADER_SIZE) / 2
-        {
-            return Err(format!(
-                "max_record_bytes {} is out of range (1 ..= 2 GiB)",
-                self.max_record_bytes
-            ));
+        if self.max_record_bytes == 0 || self.max_record_bytes > (u32::MAX as usize - RECORD_HEADER_SIZE) / 2 {
+            return Err(format!("max_record_bytes {} is out of range (1 ..= 2 GiB)", self.max_record_bytes));
         }
         if self.max_batch_bytes < RECORD_HEADER_SIZE {
-            return Err(format!(
-                "max_batch_bytes {} is too small",
-                self.max_batch_bytes
-            ));
+            return Err(format!("max_batch_bytes {} is too small", self.max_batch_bytes));
         }
         Ok(())
+    }
+
+    /// The options as the journal uses them: a group-commit batch is
+    /// limited to a quarter of a segment, so that only a single oversized
+    /// record (or atomic group) ever needs a segment larger than configured.
+    pub(crate) fn normalized(mut self) -> JournalOptions {
+        let quarter_segment = ((self.segment_bytes - SEGMENT_HEADER_SIZE) / SECTOR_SIZE as u64 / 4)
+            * crate::format::SECTOR_DATA_SIZE as u64;
+        self.max_batch_bytes = self.max_batch_bytes.min(quarter_segment as usize).max(RECORD_HEADER_SIZE);
+        self
     }
 }

@@ -34,17 +34,10 @@ pub struct JournalReader {
 }
 
 impl JournalReader {
-    pub(crate) fn new(
-        storage: Arc<dyn Storage>,
-        segments: Vec<Arc<Segment>>,
-        from: u64,
-        until: u64,
-    ) -> JournalReader {
+    pub(crate) fn new(storage: Arc<dyn Storage>, segments: Vec<Arc<Segment>>, from: u64, until: u64) -> JournalReader {
         // Start at the last segment that begins at or before `from`, and in
         // it at the last indexed batch at or before `from`.
-        let position = segments
-            .partition_point(|segment| segment.header.first_lsn.get() <= from)
-            .saturating_sub(1);
+        let position = segments.partition_point(|segment| segment.header.first_lsn.get() <= from).saturating_sub(1);
         let (batch_lsn, sector) = match segments.get(position) {
             Some(segment) => segment.start_sector_for(from),
             None => (from, 0),
@@ -81,10 +74,7 @@ impl JournalReader {
                 self.cursor += 1;
                 if lsn >= self.next_lsn {
                     self.next_lsn = lsn + 1;
-                    return Ok(Some((
-                        Lsn::new(lsn).expect("LSNs start at 1"),
-                        &self.batch[range],
-                    )));
+                    return Ok(Some((Lsn::new(lsn).expect("LSNs start at 1"), &self.batch[range])));
                 }
             }
             self.load_batch()?;
@@ -92,11 +82,7 @@ impl JournalReader {
     }
 
     fn corrupt(&self, segment: &Segment, offset: u64, reason: String) -> ReadError {
-        ReadError::Corrupt(Corruption {
-            path: self.storage.path_of(&segment.name),
-            offset,
-            reason,
-        })
+        ReadError::Corrupt(Corruption { path: self.storage.path_of(&segment.name), offset, reason })
     }
 
     /// Reads and verifies the next batch, moving to the next segment when
@@ -107,33 +93,21 @@ impl JournalReader {
                 return Err(ReadError::Corrupt(Corruption {
                     path: self.storage.path_of("."),
                     offset: 0,
-                    reason: format!(
-                        "record LSN {} should be durable but no segment holds it",
-                        self.next_lsn
-                    ),
+                    reason: format!("record LSN {} should be durable but no segment holds it", self.next_lsn),
                 }));
             };
-            let sectors = self.sectors.get_or_insert_with(|| {
-                SectorReader::new(Arc::clone(&segment.file), &segment.header)
-            });
-            let read = sectors
-                .read_batch(self.sector, self.batch_lsn, &mut self.batch)
-                .map_err(|source| ReadError::Io {
-                    operation: "read",
-                    path: self.storage.path_of(&segment.name),
-                    source,
-                })?;
+            let sectors =
+                self.sectors.get_or_insert_with(|| SectorReader::new(Arc::clone(&segment.file), &segment.header));
+            let read = sectors.read_batch(self.sector, self.batch_lsn, &mut self.batch).map_err(|source| {
+                ReadError::Io { operation: "read", path: self.storage.path_of(&segment.name), source }
+            })?;
             match read {
                 BatchRead::Complete(sector_total) => {
                     self.records.clear();
                     self.cursor = 0;
                     let records = &mut self.records;
-                    let count = parse_batch(&self.batch, self.batch_lsn, |lsn, range| {
-                        records.push((lsn, range))
-                    })
-                    .map_err(|problem| {
-                        self.corrupt(&segment, sector_offset(self.sector), problem.to_string())
-                    })?;
+                    let count = parse_batch(&self.batch, self.batch_lsn, |lsn, range| records.push((lsn, range)))
+                        .map_err(|problem| self.corrupt(&segment, sector_offset(self.sector), problem.to_string()))?;
                     self.batch_lsn += count;
                     self.sector += sector_total;
                     return Ok(());
@@ -153,10 +127,7 @@ impl JournalReader {
                             return Err(self.corrupt(
                                 &segment,
                                 sector_offset(self.sector),
-                                format!(
-                                    "durable batch at LSN {} no longer verifies",
-                                    self.batch_lsn
-                                ),
+                                format!("durable batch at LSN {} no longer verifies", self.batch_lsn),
                             ));
                         }
                     }

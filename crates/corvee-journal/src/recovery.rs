@@ -17,8 +17,7 @@ use std::sync::Arc;
 use crate::error::{Corruption, OpenError};
 use crate::format::{parse_batch, sector_offset, SectorKind, SECTOR_SIZE};
 use crate::segment::{
-    parse_segment_file_name, read_header, segment_file_name, BatchRead, SectorReader, Segment,
-    TEMPORARY_SUFFIX,
+    parse_segment_file_name, read_header, segment_file_name, BatchRead, SectorReader, Segment, TEMPORARY_SUFFIX,
 };
 use crate::snapshot::{self, SnapshotInfo};
 use crate::storage::{write_all_at, Storage, StorageFile, LOCK_FILE_NAME};
@@ -68,12 +67,7 @@ impl fmt::Display for RecoveryReport {
         if self.created {
             return f.write_str("created a new journal");
         }
-        write!(
-            f,
-            "{} segment(s), {} record(s)",
-            self.segments.len(),
-            self.records
-        )?;
+        write!(f, "{} segment(s), {} record(s)", self.segments.len(), self.records)?;
         match (self.first_lsn, self.last_lsn) {
             (Some(first), Some(last)) => write!(f, " (LSN {first}..={last})")?,
             _ => f.write_str(" (no records)")?,
@@ -92,11 +86,7 @@ impl fmt::Display for RecoveryReport {
             )?;
         }
         if !self.removed_temporary_files.is_empty() {
-            write!(
-                f,
-                ", removed temporary files {:?}",
-                self.removed_temporary_files
-            )?;
+            write!(f, ", removed temporary files {:?}", self.removed_temporary_files)?;
         }
         if !self.unexpected_files.is_empty() {
             write!(f, ", ignored unexpected files {:?}", self.unexpected_files)?;
@@ -117,41 +107,29 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
-fn io_error(
-    storage: &dyn Storage,
-    name: &str,
-    operation: &'static str,
-) -> impl FnOnce(std::io::Error) -> OpenError {
+fn io_error(storage: &dyn Storage, name: &str, operation: &'static str) -> impl FnOnce(std::io::Error) -> OpenError {
     let path = storage.path_of(name);
-    move |source| OpenError::Io {
-        operation,
-        path,
-        source,
-    }
+    move |source| OpenError::Io { operation, path, source }
 }
 
 fn corrupt(storage: &dyn Storage, name: &str, offset: u64, reason: impl Into<String>) -> OpenError {
-    OpenError::Corrupt(Corruption {
-        path: storage.path_of(name),
-        offset,
-        reason: reason.into(),
-    })
+    OpenError::Corrupt(Corruption { path: storage.path_of(name), offset, reason: reason.into() })
 }
 
 /// Scans the directory and verifies everything in it.
 pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
     let mut report = RecoveryReport::default();
-    let names = storage
-        .list()
-        .map_err(io_error(storage, ".", "list directory"))?;
+    // An earlier process may have failed its directory fsync: its creates
+    // and renames are visible but perhaps not durable. Make what we are
+    // about to trust durable before building on it.
+    storage.sync_dir().map_err(io_error(storage, ".", "fsync directory"))?;
+    let names = storage.list().map_err(io_error(storage, ".", "list directory"))?;
 
     let mut segment_ids = Vec::new();
     let mut snapshot_names = Vec::new();
     for name in names {
         if name.ends_with(TEMPORARY_SUFFIX) {
-            storage
-                .remove(&name)
-                .map_err(io_error(storage, &name, "remove temporary file"))?;
+            storage.remove(&name).map_err(io_error(storage, &name, "remove temporary file"))?;
             report.removed_temporary_files.push(name);
         } else if let Some(id) = parse_segment_file_name(&name) {
             segment_ids.push(id);
@@ -162,9 +140,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         }
     }
     if !report.removed_temporary_files.is_empty() {
-        storage
-            .sync_dir()
-            .map_err(io_error(storage, ".", "fsync directory"))?;
+        storage.sync_dir().map_err(io_error(storage, ".", "fsync directory"))?;
     }
     report.removed_temporary_files.sort();
     report.unexpected_files.sort();
@@ -178,35 +154,20 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         None => None,
     };
     for (_, name) in snapshot_names {
-        storage
-            .remove(&name)
-            .map_err(io_error(storage, &name, "remove stale snapshot"))?;
+        storage.remove(&name).map_err(io_error(storage, &name, "remove stale snapshot"))?;
         report.removed_stale_snapshots.push(name);
     }
     if !report.removed_stale_snapshots.is_empty() {
-        storage
-            .sync_dir()
-            .map_err(io_error(storage, ".", "fsync directory"))?;
+        storage.sync_dir().map_err(io_error(storage, ".", "fsync directory"))?;
     }
     report.snapshot_lsn = snapshot.as_ref().map(|info| info.lsn);
 
     if segment_ids.is_empty() {
         if let Some(info) = &snapshot {
-            return Err(corrupt(
-                storage,
-                &info.name,
-                0,
-                "a snapshot exists but every segment file is missing",
-            ));
+            return Err(corrupt(storage, &info.name, 0, "a snapshot exists but every segment file is missing"));
         }
         report.created = true;
-        return Ok(Recovered {
-            segments: Vec::new(),
-            next_lsn: 1,
-            next_sector: 0,
-            snapshot: None,
-            report,
-        });
+        return Ok(Recovered { segments: Vec::new(), next_lsn: 1, next_sector: 0, snapshot: None, report });
     }
 
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(segment_ids.len());
@@ -218,12 +179,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         let name = segment_file_name(id);
         if position > 0 && id != segment_ids[position - 1] + 1 {
             let missing = segment_file_name(segment_ids[position - 1] + 1);
-            return Err(corrupt(
-                storage,
-                &name,
-                0,
-                format!("segment {missing} before it is missing"),
-            ));
+            return Err(corrupt(storage, &name, 0, format!("segment {missing} before it is missing")));
         }
         if let Some((torn_position, ..)) = torn {
             let torn_name = &segments[torn_position].name;
@@ -234,45 +190,27 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
                 format!("the last batch in this segment is incomplete, yet a later segment {name} exists"),
             ));
         }
-        let file: Arc<dyn StorageFile> = Arc::from(
-            storage
-                .open(&name)
-                .map_err(io_error(storage, &name, "open"))?,
-        );
+        let file: Arc<dyn StorageFile> = Arc::from(storage.open(&name).map_err(io_error(storage, &name, "open"))?);
         // Read what the disk holds, not pages a failed writeback left behind.
-        file.drop_cache()
-            .map_err(io_error(storage, &name, "drop cached pages of"))?;
+        file.drop_cache().map_err(io_error(storage, &name, "drop cached pages of"))?;
         let length = file.len().map_err(io_error(storage, &name, "stat"))?;
         let header = match read_header(file.as_ref()) {
             Ok(Ok(header)) => header,
             Ok(Err(problem)) => return Err(corrupt(storage, &name, 0, problem.to_string())),
             Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(corrupt(
-                    storage,
-                    &name,
-                    length,
-                    "the file is shorter than a segment header",
-                ))
+                return Err(corrupt(storage, &name, length, "the file is shorter than a segment header"))
             }
             Err(error) => return Err(io_error(storage, &name, "read header of")(error)),
         };
         if header.segment_id != id {
-            return Err(corrupt(
-                storage,
-                &name,
-                16,
-                format!("the header says segment {}", header.segment_id),
-            ));
+            return Err(corrupt(storage, &name, 16, format!("the header says segment {}", header.segment_id)));
         }
         if length != header.capacity {
             return Err(corrupt(
                 storage,
                 &name,
                 length.min(header.capacity),
-                format!(
-                    "the file is {length} bytes but its header says {}",
-                    header.capacity
-                ),
+                format!("the file is {length} bytes but its header says {}", header.capacity),
             ));
         }
         if position == 0 {
@@ -283,7 +221,10 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
                 storage,
                 &name,
                 24,
-                format!("the segment starts at LSN {}, but the previous one ends before LSN {expected_lsn}", header.first_lsn),
+                format!(
+                    "the segment starts at LSN {}, but the previous one ends before LSN {expected_lsn}",
+                    header.first_lsn
+                ),
             ));
         }
         let segment = Arc::new(Segment::new(id, header, file));
@@ -295,10 +236,8 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         loop {
             match reader.read_batch(sector, expected_lsn, &mut batch) {
                 Ok(BatchRead::Complete(sectors)) => {
-                    let records =
-                        parse_batch(&batch, expected_lsn, |_, _| {}).map_err(|problem| {
-                            corrupt(storage, &name, sector_offset(sector), problem.to_string())
-                        })?;
+                    let records = parse_batch(&batch, expected_lsn, |_, _| {})
+                        .map_err(|problem| corrupt(storage, &name, sector_offset(sector), problem.to_string()))?;
                     segment.note_batch(expected_lsn, sector);
                     expected_lsn += records;
                     report.records += records;
@@ -316,10 +255,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         let mut in_flight = 0u64;
         let mut last_in_flight = sector;
         for index in sector..reader.sector_count() {
-            match reader
-                .classify(index)
-                .map_err(io_error(storage, &name, "read"))?
-            {
+            match reader.classify(index).map_err(io_error(storage, &name, "read"))? {
                 SectorKind::Zero => {}
                 SectorKind::Valid(stamp) if stamp.batch_lsn == expected_lsn => {
                     in_flight += 1;
@@ -360,10 +296,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
     if report.records == 0 {
         report.first_lsn = None;
     }
-    report.segments = segments
-        .iter()
-        .map(|segment| segment.name.clone())
-        .collect();
+    report.segments = segments.iter().map(|segment| segment.name.clone()).collect();
 
     if let Some(info) = &snapshot {
         let first = segments[0].header.first_lsn.get();
@@ -372,10 +305,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
                 storage,
                 &segments[0].name,
                 24,
-                format!(
-                    "the log starts at LSN {first}, leaving a gap after the snapshot at LSN {}",
-                    info.lsn
-                ),
+                format!("the log starts at LSN {first}, leaving a gap after the snapshot at LSN {}", info.lsn),
             ));
         }
         if last_lsn < info.lsn.get() {
@@ -383,10 +313,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
                 storage,
                 &segments.last().expect("at least one segment").name,
                 sector_offset(next_sector),
-                format!(
-                    "the log ends at LSN {last_lsn}, before the snapshot at LSN {}",
-                    info.lsn
-                ),
+                format!("the log ends at LSN {last_lsn}, before the snapshot at LSN {}", info.lsn),
             ));
         }
     }
@@ -401,10 +328,7 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
             &segment.name,
             "zero the torn tail of",
         ))?;
-        segment
-            .file
-            .sync_data()
-            .map_err(io_error(storage, &segment.name, "fdatasync"))?;
+        segment.file.sync_data().map_err(io_error(storage, &segment.name, "fdatasync"))?;
         report.torn_tail = Some(TornTail {
             path: storage.path_of(&segment.name),
             offset: sector_offset(start),
@@ -413,11 +337,5 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         });
     }
 
-    Ok(Recovered {
-        segments,
-        next_lsn: expected_lsn,
-        next_sector,
-        snapshot,
-        report,
-    })
+    Ok(Recovered { segments, next_lsn: expected_lsn, next_sector, snapshot, report })
 }

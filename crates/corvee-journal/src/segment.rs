@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::{
-    classify_sector, sector_offset, SectorKind, SegmentHeader, SECTOR_DATA_SIZE,
-    SECTOR_HEADER_SIZE, SECTOR_SIZE, SEGMENT_HEADER_SIZE,
+    classify_sector, sector_offset, SectorKind, SegmentHeader, SECTOR_DATA_SIZE, SECTOR_HEADER_SIZE, SECTOR_SIZE,
+    SEGMENT_HEADER_SIZE,
 };
 use crate::storage::{read_exact_at, write_all_at, Storage, StorageFile};
 use crate::Lsn;
@@ -48,21 +48,12 @@ pub(crate) const INDEX_STRIDE_SECTORS: u64 = 2048;
 
 impl Segment {
     pub(crate) fn new(id: u64, header: SegmentHeader, file: Arc<dyn StorageFile>) -> Segment {
-        Segment {
-            id,
-            name: segment_file_name(id),
-            header,
-            file,
-            index: Mutex::new(Vec::new()),
-        }
+        Segment { id, name: segment_file_name(id), header, file, index: Mutex::new(Vec::new()) }
     }
 
     /// Notes that a batch starting at `batch_lsn` begins at `sector`.
     pub(crate) fn note_batch(&self, batch_lsn: u64, sector: u64) {
-        let mut index = self
-            .index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match index.last() {
             Some(&(_, last_sector)) if sector < last_sector + INDEX_STRIDE_SECTORS => {}
             _ => index.push((batch_lsn, sector)),
@@ -71,10 +62,7 @@ impl Segment {
 
     /// The sector of the last indexed batch start at or before `lsn`.
     pub(crate) fn start_sector_for(&self, lsn: u64) -> (u64, u64) {
-        let index = self
-            .index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match index.partition_point(|&(batch_lsn, _)| batch_lsn <= lsn) {
             0 => (self.header.first_lsn.get(), 0),
             found => index[found - 1],
@@ -106,22 +94,14 @@ pub(crate) fn io_failure(
     operation: &'static str,
 ) -> impl FnOnce(io::Error) -> IoFailure {
     let path = storage.path_of(name);
-    move |source| IoFailure {
-        operation,
-        path,
-        source,
-    }
+    move |source| IoFailure { operation, path, source }
 }
 
 /// Creates the zero-filled temporary file for segment `id`. Zero-filling
 /// (rather than `fallocate`) matters: ext4 marks fallocated extents
 /// "unwritten", and converting them on first write costs a metadata commit
 /// in every fdatasync.
-pub(crate) fn create_spare(
-    storage: &dyn Storage,
-    id: u64,
-    capacity: u64,
-) -> Result<Spare, IoFailure> {
+pub(crate) fn create_spare(storage: &dyn Storage, id: u64, capacity: u64) -> Result<Spare, IoFailure> {
     let name = format!("{}{TEMPORARY_SUFFIX}", segment_file_name(id));
     // A leftover from an earlier failed attempt in this process is garbage.
     match storage.remove(&name) {
@@ -129,66 +109,34 @@ pub(crate) fn create_spare(
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(io_failure(storage, &name, "remove")(error)),
     }
-    let file = storage
-        .create_new(&name)
-        .map_err(io_failure(storage, &name, "create"))?;
+    let file = storage.create_new(&name).map_err(io_failure(storage, &name, "create"))?;
     let zeros = vec![0u8; 1 << 20];
     let mut offset = 0;
     while offset < capacity {
         let len = (capacity - offset).min(zeros.len() as u64) as usize;
-        write_all_at(file.as_ref(), &zeros[..len], offset).map_err(io_failure(
-            storage,
-            &name,
-            "zero-fill",
-        ))?;
+        write_all_at(file.as_ref(), &zeros[..len], offset).map_err(io_failure(storage, &name, "zero-fill"))?;
         offset += len as u64;
     }
-    file.sync_data()
-        .map_err(io_failure(storage, &name, "fdatasync"))?;
-    Ok(Spare {
-        id,
-        name,
-        file,
-        capacity,
-    })
+    file.sync_data().map_err(io_failure(storage, &name, "fdatasync"))?;
+    Ok(Spare { id, name, file, capacity })
 }
 
 /// Turns a spare into segment `spare.id` starting at `first_lsn`: writes the
 /// header, fsyncs it, renames the file into place and fsyncs the directory.
 /// Only after the directory fsync is the segment part of the journal.
-pub(crate) fn install_segment(
-    storage: &dyn Storage,
-    spare: Spare,
-    first_lsn: Lsn,
-) -> Result<Segment, IoFailure> {
+pub(crate) fn install_segment(storage: &dyn Storage, spare: Spare, first_lsn: Lsn) -> Result<Segment, IoFailure> {
     let header = SegmentHeader {
         segment_id: spare.id,
         first_lsn,
         capacity: spare.capacity,
         salt: random_u64(),
-        created_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
+        created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
     };
-    write_all_at(spare.file.as_ref(), &header.encode(), 0).map_err(io_failure(
-        storage,
-        &spare.name,
-        "write header",
-    ))?;
-    spare
-        .file
-        .sync_data()
-        .map_err(io_failure(storage, &spare.name, "fdatasync"))?;
+    write_all_at(spare.file.as_ref(), &header.encode(), 0).map_err(io_failure(storage, &spare.name, "write header"))?;
+    spare.file.sync_data().map_err(io_failure(storage, &spare.name, "fdatasync"))?;
     let final_name = segment_file_name(spare.id);
-    storage
-        .rename(&spare.name, &final_name)
-        .map_err(io_failure(storage, &final_name, "rename"))?;
-    storage.sync_dir().map_err(io_failure(
-        storage,
-        &final_name,
-        "fsync directory after creating",
-    ))?;
+    storage.rename(&spare.name, &final_name).map_err(io_failure(storage, &final_name, "rename"))?;
+    storage.sync_dir().map_err(io_failure(storage, &final_name, "fsync directory after creating"))?;
     Ok(Segment::new(spare.id, header, Arc::from(spare.file)))
 }
 
@@ -208,13 +156,8 @@ fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     // getrandom(2) on a non-blocking pool; a failure here would only weaken
     // the salt, so fall back to time and pid rather than failing.
-    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).map(|n| n == 8)
-        != Ok(true)
-    {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).map(|n| n == 8) != Ok(true) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         bytes = (now ^ ((std::process::id() as u64) << 32)).to_le_bytes();
     }
     u64::from_le_bytes(bytes)
@@ -265,11 +208,7 @@ impl SectorReader {
 
     /// The raw bytes of data sector `index`.
     pub(crate) fn sector(&mut self, index: u64) -> io::Result<&[u8]> {
-        assert!(
-            index < self.sector_count,
-            "sector {index} beyond segment end {}",
-            self.sector_count
-        );
+        assert!(index < self.sector_count, "sector {index} beyond segment end {}", self.sector_count);
         if index < self.chunk_first || index >= self.chunk_first + self.chunk_sectors {
             let sectors = CHUNK_SECTORS.min(self.sector_count - index);
             self.chunk.resize((sectors as usize) * SECTOR_SIZE, 0);
@@ -289,12 +228,7 @@ impl SectorReader {
 
     /// Reads the batch that should start at sector `start` with first LSN
     /// `batch_lsn`, putting its data into `out`.
-    pub(crate) fn read_batch(
-        &mut self,
-        start: u64,
-        batch_lsn: u64,
-        out: &mut Vec<u8>,
-    ) -> io::Result<BatchRead> {
+    pub(crate) fn read_batch(&mut self, start: u64, batch_lsn: u64, out: &mut Vec<u8>) -> io::Result<BatchRead> {
         out.clear();
         let mut index = start;
         loop {
@@ -311,17 +245,11 @@ impl SectorReader {
                     // should be: the first sector is missing.
                     return Ok(BatchRead::Incomplete);
                 }
-                return Ok(BatchRead::Malformed {
-                    sector: index,
-                    reason: "a batch has two first sectors",
-                });
+                return Ok(BatchRead::Malformed { sector: index, reason: "a batch has two first sectors" });
             }
             let used = stamp.used as usize;
             if !stamp.is_last() && used != SECTOR_DATA_SIZE {
-                return Ok(BatchRead::Malformed {
-                    sector: index,
-                    reason: "a sector inside a batch is not full",
-                });
+                return Ok(BatchRead::Malformed { sector: index, reason: "a sector inside a batch is not full" });
             }
             let sector = self.sector(index)?;
             out.extend_from_slice(&sector[SECTOR_HEADER_SIZE..SECTOR_HEADER_SIZE + used]);
@@ -334,9 +262,7 @@ impl SectorReader {
 }
 
 /// Reads and verifies the header page of a segment file.
-pub(crate) fn read_header(
-    file: &dyn StorageFile,
-) -> io::Result<Result<SegmentHeader, crate::format::HeaderProblem>> {
+pub(crate) fn read_header(file: &dyn StorageFile) -> io::Result<Result<SegmentHeader, crate::format::HeaderProblem>> {
     let mut page = vec![0u8; SEGMENT_HEADER_SIZE as usize];
     read_exact_at(file, &mut page, 0)?;
     Ok(SegmentHeader::decode(&page))

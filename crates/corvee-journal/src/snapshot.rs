@@ -56,29 +56,17 @@ fn encode_header(lsn: Lsn) -> [u8; HEADER_SIZE as usize] {
 /// Reads the whole snapshot file once and checks header, length, checksum
 /// and that the LSN inside matches the file name.
 pub(crate) fn verify(storage: &dyn Storage, name: &str) -> Result<SnapshotInfo, OpenError> {
-    let corrupt = |offset: u64, reason: String| {
-        OpenError::Corrupt(Corruption {
-            path: storage.path_of(name),
-            offset,
-            reason,
-        })
-    };
+    let corrupt =
+        |offset: u64, reason: String| OpenError::Corrupt(Corruption { path: storage.path_of(name), offset, reason });
     let io_error = |operation: &'static str| {
         let path = storage.path_of(name);
-        move |source| OpenError::Io {
-            operation,
-            path,
-            source,
-        }
+        move |source| OpenError::Io { operation, path, source }
     };
     let lsn = parse_file_name(name).expect("called with snapshot names only");
     let file = storage.open(name).map_err(io_error("open snapshot"))?;
     let length = file.len().map_err(io_error("stat snapshot"))?;
     if length < HEADER_SIZE + TRAILER_SIZE {
-        return Err(corrupt(
-            length,
-            format!("snapshot file is only {length} bytes"),
-        ));
+        return Err(corrupt(length, format!("snapshot file is only {length} bytes")));
     }
     let mut header = [0u8; HEADER_SIZE as usize];
     read_exact_at(file.as_ref(), &mut header, 0).map_err(io_error("read snapshot"))?;
@@ -87,28 +75,16 @@ pub(crate) fn verify(storage: &dyn Storage, name: &str) -> Result<SnapshotInfo, 
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(corrupt(
-            8,
-            format!("snapshot format version {version} is not supported"),
-        ));
+        return Err(corrupt(8, format!("snapshot format version {version} is not supported")));
     }
     if header[16..24] != lsn.get().to_le_bytes() {
-        return Err(corrupt(
-            16,
-            "the LSN inside differs from the file name".into(),
-        ));
+        return Err(corrupt(16, "the LSN inside differs from the file name".into()));
     }
     let body_len = length - HEADER_SIZE - TRAILER_SIZE;
     let mut trailer = [0u8; TRAILER_SIZE as usize];
-    read_exact_at(file.as_ref(), &mut trailer, length - TRAILER_SIZE)
-        .map_err(io_error("read snapshot"))?;
-    if trailer[12..16] != END_MAGIC
-        || u64::from_le_bytes(trailer[0..8].try_into().expect("8 bytes")) != body_len
-    {
-        return Err(corrupt(
-            length - TRAILER_SIZE,
-            "snapshot trailer is damaged or the file was cut short".into(),
-        ));
+    read_exact_at(file.as_ref(), &mut trailer, length - TRAILER_SIZE).map_err(io_error("read snapshot"))?;
+    if trailer[12..16] != END_MAGIC || u64::from_le_bytes(trailer[0..8].try_into().expect("8 bytes")) != body_len {
+        return Err(corrupt(length - TRAILER_SIZE, "snapshot trailer is damaged or the file was cut short".into()));
     }
     let mut crc = 0u32;
     let mut buffer = vec![0u8; BUFFER_SIZE];
@@ -116,19 +92,14 @@ pub(crate) fn verify(storage: &dyn Storage, name: &str) -> Result<SnapshotInfo, 
     let end = length - TRAILER_SIZE;
     while offset < end {
         let len = (end - offset).min(BUFFER_SIZE as u64) as usize;
-        read_exact_at(file.as_ref(), &mut buffer[..len], offset)
-            .map_err(io_error("read snapshot"))?;
+        read_exact_at(file.as_ref(), &mut buffer[..len], offset).map_err(io_error("read snapshot"))?;
         crc = crc32c::crc32c_append(crc, &buffer[..len]);
         offset += len as u64;
     }
     if crc != u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes")) {
         return Err(corrupt(HEADER_SIZE, "snapshot checksum mismatch".into()));
     }
-    Ok(SnapshotInfo {
-        lsn,
-        name: name.to_string(),
-        body_len,
-    })
+    Ok(SnapshotInfo { lsn, name: name.to_string(), body_len })
 }
 
 /// Streams a snapshot into a temporary file; [`SnapshotWriter::commit`]
@@ -157,15 +128,7 @@ impl SnapshotWriter {
         let header = encode_header(lsn);
         let mut buffer = Vec::with_capacity(BUFFER_SIZE);
         buffer.extend_from_slice(&header);
-        Ok(SnapshotWriter {
-            lsn,
-            temporary_name,
-            file,
-            buffer,
-            offset: 0,
-            crc: 0,
-            body_len: 0,
-        })
+        Ok(SnapshotWriter { lsn, temporary_name, file, buffer, offset: 0, crc: 0, body_len: 0 })
     }
 
     /// The LSN this snapshot reflects.
@@ -233,22 +196,13 @@ pub struct SnapshotReader {
 }
 
 impl SnapshotReader {
-    pub(crate) fn open(
-        storage: &dyn Storage,
-        info: &SnapshotInfo,
-    ) -> Result<SnapshotReader, ReadError> {
+    pub(crate) fn open(storage: &dyn Storage, info: &SnapshotInfo) -> Result<SnapshotReader, ReadError> {
         let path = storage.path_of(&info.name);
         let io_error = |operation| {
             let path = path.clone();
-            move |source| ReadError::Io {
-                operation,
-                path,
-                source,
-            }
+            move |source| ReadError::Io { operation, path, source }
         };
-        let file = storage
-            .open(&info.name)
-            .map_err(io_error("open snapshot"))?;
+        let file = storage.open(&info.name).map_err(io_error("open snapshot"))?;
         let mut trailer = [0u8; TRAILER_SIZE as usize];
         let end = HEADER_SIZE + info.body_len;
         read_exact_at(file.as_ref(), &mut trailer, end).map_err(io_error("read snapshot"))?;
@@ -289,20 +243,14 @@ impl Read for SnapshotReader {
         let want = (self.end - self.offset).min(buf.len() as u64) as usize;
         let got = self.file.read_at(&mut buf[..want], self.offset)?;
         if got == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} was cut short", self.path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} was cut short", self.path.display())));
         }
         self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
         self.offset += got as u64;
         if self.offset == self.end && self.crc != self.expected_crc {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "{} changed since it was verified (checksum mismatch)",
-                    self.path.display()
-                ),
+                format!("{} changed since it was verified (checksum mismatch)", self.path.display()),
             ));
         }
         Ok(got)

@@ -73,11 +73,7 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 
 /// Reads exactly `buf.len()` bytes at `offset`, failing with
 /// `UnexpectedEof` if the file ends first.
-pub fn read_exact_at(
-    file: &dyn StorageFile,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> io::Result<()> {
+pub fn read_exact_at(file: &dyn StorageFile, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.read_at(buf, offset) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -154,10 +150,7 @@ impl DirStorage {
     pub fn open(dir: impl AsRef<Path>) -> io::Result<DirStorage> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
             // The new entry must survive a crash too.
             if let Some(parent) = dir.parent() {
                 File::open(parent)?.sync_all()?;
@@ -165,16 +158,9 @@ impl DirStorage {
         }
         let dir_handle = File::open(&dir)?;
         if !dir_handle.metadata()?.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", dir.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display())));
         }
-        Ok(DirStorage {
-            dir,
-            dir_handle,
-            lock: Mutex::new(None),
-        })
+        Ok(DirStorage { dir, dir_handle, lock: Mutex::new(None) })
     }
 
     /// The directory this storage lives in.
@@ -196,20 +182,12 @@ impl Storage for DirStorage {
     }
 
     fn create_new(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.dir.join(name))?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(self.dir.join(name))?;
         Ok(Box::new(DirFile { file }))
     }
 
     fn open(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.dir.join(name))?;
+        let file = OpenOptions::new().read(true).write(true).open(self.dir.join(name))?;
         Ok(Box::new(DirFile { file }))
     }
 
@@ -227,14 +205,8 @@ impl Storage for DirStorage {
 
     fn try_lock(&self) -> Result<(), LockError> {
         let path = self.dir.join(LOCK_FILE_NAME);
-        let io_error = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut slot = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let io_error = |source| LockError::Io { path: path.clone(), source };
+        let mut slot = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if slot.is_some() {
             return Ok(());
         }
@@ -247,15 +219,12 @@ impl Storage for DirStorage {
             .open(&path)
             .map_err(io_error)?;
         // Keep the mode tight even if the file pre-existed with a wider one.
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io_error)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_error)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
-                let holder = fs::read_to_string(&path)
-                    .ok()
-                    .map(|text| text.trim().to_string())
-                    .filter(|text| !text.is_empty());
+                let holder =
+                    fs::read_to_string(&path).ok().map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
                 return Err(LockError::Held { path, holder });
             }
             Err(errno) => return Err(io_error(errno.into())),
@@ -276,10 +245,7 @@ impl Storage for DirStorage {
 }
 
 fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 #[derive(Debug)]

@@ -91,11 +91,7 @@ impl Writer {
                 if now >= deadline {
                     break;
                 }
-                queue = shared
-                    .work_ready
-                    .wait_timeout(queue, deadline - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                queue = shared.work_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
         }
         self.batch.clear();
@@ -117,29 +113,11 @@ impl Writer {
         }
         let lsn = Lsn::new(first_lsn).expect("LSNs start at 1");
         self.sectors.clear();
-        encode_batch_sectors(
-            &mut self.sectors,
-            &self.batch,
-            lsn,
-            self.active.header.salt,
-            self.next_sector,
-        );
+        encode_batch_sectors(&mut self.sectors, &self.batch, lsn, self.active.header.salt, self.next_sector);
         let path = || storage.path_of(&self.active.name);
-        write_all_at(
-            self.active.file.as_ref(),
-            &self.sectors,
-            sector_offset(self.next_sector),
-        )
-        .map_err(|source| FailStop {
-            operation: "write",
-            path: path(),
-            source,
-        })?;
-        self.active.file.sync_data().map_err(|source| FailStop {
-            operation: "fdatasync",
-            path: path(),
-            source,
-        })?;
+        write_all_at(self.active.file.as_ref(), &self.sectors, sector_offset(self.next_sector))
+            .map_err(|source| FailStop { operation: "write", path: path(), source })?;
+        self.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
         self.active.note_batch(first_lsn, self.next_sector);
         self.next_sector += sector_total;
         shared.publish_durable(last_lsn);
@@ -152,9 +130,7 @@ impl Writer {
         if self.batch.capacity() > keep * 2 {
             self.batch = Vec::new();
         }
-        if shared.options.background_preallocation
-            && self.next_sector * 2 >= self.active.header.sector_count()
-        {
+        if shared.options.background_preallocation && self.next_sector * 2 >= self.active.header.sector_count() {
             self.request_spare();
         }
         Ok(())
@@ -164,10 +140,7 @@ impl Writer {
     fn request_spare(&self) {
         let mut state = lock(&self.shared.preallocation);
         if matches!(*state, Preallocation::Idle) {
-            *state = Preallocation::Requested {
-                id: self.active.id + 1,
-                capacity: self.shared.options.segment_bytes,
-            };
+            *state = Preallocation::Requested { id: self.active.id + 1, capacity: self.shared.options.segment_bytes };
             self.shared.preallocation_changed.notify_all();
         }
     }
@@ -209,10 +182,7 @@ impl Writer {
             Some(spare) => spare,
             None => create_spare(storage, id, capacity).map_err(fail_stop)?,
         };
-        let segment = Arc::new(
-            install_segment(storage, spare, Lsn::new(first_lsn).expect("LSN"))
-                .map_err(fail_stop)?,
-        );
+        let segment = Arc::new(install_segment(storage, spare, Lsn::new(first_lsn).expect("LSN")).map_err(fail_stop)?);
         lock(&shared.segments).push(Arc::clone(&segment));
         self.active = segment;
         self.next_sector = 0;
@@ -221,17 +191,11 @@ impl Writer {
 }
 
 fn fail_stop(failure: IoFailure) -> FailStop {
-    FailStop {
-        operation: failure.operation,
-        path: failure.path,
-        source: failure.source,
-    }
+    FailStop { operation: failure.operation, path: failure.path, source: failure.source }
 }
 
 pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    condvar
-        .wait(guard)
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    condvar.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The background zero-filler: prepares the next segment's file while the
@@ -287,9 +251,7 @@ impl Shared {
         if waiters.is_empty() {
             return;
         }
-        let ready: Vec<_> = waiters
-            .extract_if(.., |(lsn, _)| finished || *lsn <= durable)
-            .collect();
+        let ready: Vec<_> = waiters.extract_if(.., |(lsn, _)| finished || *lsn <= durable).collect();
         drop(waiters);
         for (_, waker) in ready {
             waker.wake();

@@ -3,10 +3,7 @@
 use corvee_journal::{Journal, JournalOptions, Lsn, OpenError};
 
 fn small_segments() -> JournalOptions {
-    JournalOptions {
-        segment_bytes: 64 * 1024,
-        ..JournalOptions::default()
-    }
+    JournalOptions { segment_bytes: 64 * 1024, ..JournalOptions::default() }
 }
 
 fn read_all(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
@@ -20,9 +17,8 @@ fn read_all(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn appended_records_survive_reopen_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let expected: Vec<(u64, Vec<u8>)> = (1..=500u64)
-        .map(|i| (i, format!("record {i}").repeat(i as usize % 7).into_bytes()))
-        .collect();
+    let expected: Vec<(u64, Vec<u8>)> =
+        (1..=500u64).map(|i| (i, format!("record {i}").repeat(i as usize % 7).into_bytes())).collect();
     {
         let (journal, report) = Journal::open(dir.path(), small_segments()).unwrap();
         assert!(report.created);
@@ -39,10 +35,7 @@ fn appended_records_survive_reopen_in_order() {
     let (journal, report) = Journal::open(dir.path(), small_segments()).unwrap();
     assert!(!report.created);
     assert_eq!(report.records, 500);
-    assert!(
-        report.segments.len() > 1,
-        "small segments must have rolled: {report}"
-    );
+    assert!(report.segments.len() > 1, "small segments must have rolled: {report}");
     assert_eq!(report.torn_tail, None);
     assert_eq!(read_all(&journal), expected);
     assert_eq!(journal.append(b"next").unwrap().wait().unwrap().get(), 501);
@@ -71,11 +64,7 @@ fn snapshot_lets_old_segments_go() {
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut journal.snapshot().unwrap().unwrap(), &mut body).unwrap();
     assert_eq!(body, b"state at 1500");
-    let tail: Vec<_> = journal
-        .read_from(Lsn::new(1501).unwrap())
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let tail: Vec<_> = journal.read_from(Lsn::new(1501).unwrap()).unwrap().map(|r| r.unwrap()).collect();
     assert_eq!(tail.len(), 500);
     assert_eq!(tail[0].1[..4], 1500u32.to_le_bytes());
 }
@@ -87,8 +76,5 @@ fn a_second_writer_is_refused_naming_the_holder() {
     let error = Journal::open(dir.path(), small_segments()).unwrap_err();
     assert!(matches!(error, OpenError::Locked(_)), "{error}");
     let message = error.to_string();
-    assert!(
-        message.contains(&format!("pid {}", std::process::id())),
-        "{message}"
-    );
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
 }

@@ -2,3 +2,5 @@
 //! feature.
 
 mod basics;
+mod crash;
+mod support;
