@@ -33,7 +33,13 @@ pub const RECORD_HEADER_SIZE: usize = 16;
 pub const FLAG_FIRST: u8 = 1;
 /// Sector flag: this sector ends a batch.
 pub const FLAG_LAST: u8 = 2;
-const KNOWN_FLAGS: u8 = FLAG_FIRST | FLAG_LAST;
+/// Sector flag: a close marker, written after the last batch when the
+/// journal is closed cleanly. It carries no data (`used` is 0) and is
+/// stamped with the next LSN, so that if the final batch before it is
+/// damaged, the marker after it shows the damage is not a torn tail.
+pub const FLAG_CLOSE: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_FIRST | FLAG_LAST | FLAG_CLOSE;
+const CLOSE_MARKER_FLAGS: u8 = FLAG_FIRST | FLAG_LAST | FLAG_CLOSE;
 
 /// Where the header's checksum is stored.
 const HEADER_CRC_AT: usize = 56;
@@ -183,6 +189,11 @@ impl SectorStamp {
     pub fn is_last(&self) -> bool {
         self.flags & FLAG_LAST != 0
     }
+
+    /// Whether the sector is a close marker rather than batch data.
+    pub fn is_close_marker(&self) -> bool {
+        self.flags & FLAG_CLOSE != 0
+    }
 }
 
 fn sector_crc(salt: u64, index: u64, rest: &[u8]) -> u32 {
@@ -203,12 +214,12 @@ pub fn classify_sector(sector: &[u8], salt: u64, index: u64) -> SectorKind {
         let batch_lsn = u64_at(sector, 8);
         // A checksum match with impossible fields can only be a bug in the
         // writer; treat it as damage rather than trusting it.
-        if used == 0
-            || used as usize > SECTOR_DATA_SIZE
-            || flags & !KNOWN_FLAGS != 0
-            || sector[7] != 0
-            || batch_lsn == 0
-        {
+        let well_formed = if flags & FLAG_CLOSE != 0 {
+            flags == CLOSE_MARKER_FLAGS && used == 0
+        } else {
+            used != 0 && used as usize <= SECTOR_DATA_SIZE && flags & !KNOWN_FLAGS == 0
+        };
+        if !well_formed || sector[7] != 0 || batch_lsn == 0 {
             return SectorKind::Garbage;
         }
         return SectorKind::Valid(SectorStamp { batch_lsn, flags, used });
@@ -246,6 +257,18 @@ pub fn encode_batch_sectors(out: &mut Vec<u8>, batch: &[u8], batch_lsn: Lsn, sal
         sector[0..4].copy_from_slice(&crc.to_le_bytes());
     }
     sector_total as u64
+}
+
+/// Appends a close marker sector for data sector position `index`, stamped
+/// with `next_lsn`, the LSN the next record will get.
+pub fn encode_close_marker(out: &mut Vec<u8>, next_lsn: Lsn, salt: u64, index: u64) {
+    let start = out.len();
+    out.resize(start + SECTOR_SIZE, 0);
+    let sector = &mut out[start..];
+    sector[6] = CLOSE_MARKER_FLAGS;
+    sector[8..16].copy_from_slice(&next_lsn.get().to_le_bytes());
+    let crc = sector_crc(salt, index, &sector[4..]);
+    sector[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// How many sectors a batch of `batch_bytes` logical bytes occupies.

@@ -116,6 +116,13 @@ impl JournalReader {
                     return Err(self.corrupt(&segment, sector_offset(sector), reason.to_string()));
                 }
                 BatchRead::Incomplete => {
+                    let marker = sectors.close_marker_after(self.sector, self.batch_lsn).map_err(|source| {
+                        ReadError::Io { operation: "read", path: self.storage.path_of(&segment.name), source }
+                    })?;
+                    if let Some(marker) = marker {
+                        self.sector = marker + 1;
+                        continue;
+                    }
                     let next = self.segments.get(self.position + 1);
                     match next {
                         Some(next) if next.header.first_lsn.get() == self.batch_lsn => {

@@ -36,6 +36,9 @@ pub struct RecoveryReport {
     pub first_lsn: Option<Lsn>,
     /// The last durable LSN: the end of the log.
     pub last_lsn: Option<Lsn>,
+    /// Whether the log ends with a close marker: the last writer closed the
+    /// journal cleanly rather than crashing.
+    pub clean_shutdown: bool,
     /// The LSN of the snapshot found, if any.
     pub snapshot_lsn: Option<Lsn>,
     /// A torn tail that was discarded, if any.
@@ -216,14 +219,30 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
         if position == 0 {
             expected_lsn = header.first_lsn.get();
             report.first_lsn = Some(header.first_lsn);
-        } else if header.first_lsn.get() != expected_lsn {
+        } else if header.first_lsn.get() > expected_lsn {
+            // Records are missing between the two: the end of the previous
+            // segment was destroyed.
+            let previous = &segments[position - 1].name;
+            return Err(corrupt(
+                storage,
+                previous,
+                sector_offset(next_sector),
+                format!(
+                    "records from LSN {expected_lsn} to {} are missing: this segment's data ends here, \
+                     but the next segment {name} starts at LSN {}",
+                    header.first_lsn.get() - 1,
+                    header.first_lsn
+                ),
+            ));
+        } else if header.first_lsn.get() < expected_lsn {
             return Err(corrupt(
                 storage,
                 &name,
                 24,
                 format!(
-                    "the segment starts at LSN {}, but the previous one ends before LSN {expected_lsn}",
-                    header.first_lsn
+                    "the segment starts at LSN {}, but the previous one already holds records up to LSN {}",
+                    header.first_lsn,
+                    expected_lsn - 1
                 ),
             ));
         }
@@ -242,8 +261,17 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
                     expected_lsn += records;
                     report.records += records;
                     sector += sectors;
+                    report.clean_shutdown = false;
                 }
-                Ok(BatchRead::Incomplete) => break,
+                Ok(BatchRead::Incomplete) => {
+                    match reader.close_marker_after(sector, expected_lsn).map_err(io_error(storage, &name, "read"))? {
+                        Some(marker) => {
+                            sector = marker + 1;
+                            report.clean_shutdown = true;
+                        }
+                        None => break,
+                    }
+                }
                 Ok(BatchRead::Malformed { sector, reason }) => {
                     return Err(corrupt(storage, &name, sector_offset(sector), reason));
                 }
@@ -298,14 +326,31 @@ pub(crate) fn recover(storage: &dyn Storage) -> Result<Recovered, OpenError> {
     }
     report.segments = segments.iter().map(|segment| segment.name.clone()).collect();
 
+    let first = segments[0].header.first_lsn.get();
+    // Records before the first segment exist only in a snapshot; if none
+    // covers them, the segment before it (or the snapshot) was lost.
+    let missing_before = match segments[0].id.checked_sub(1).filter(|&id| id > 0) {
+        Some(id) => format!("segment {} (before it) is missing", segment_file_name(id)),
+        None => "records before it are missing".to_string(),
+    };
+    if snapshot.is_none() && first != 1 {
+        return Err(corrupt(
+            storage,
+            &segments[0].name,
+            24,
+            format!("the log starts at LSN {first} but no snapshot covers the records before it: {missing_before}"),
+        ));
+    }
     if let Some(info) = &snapshot {
-        let first = segments[0].header.first_lsn.get();
         if first > info.lsn.get() + 1 {
             return Err(corrupt(
                 storage,
                 &segments[0].name,
                 24,
-                format!("the log starts at LSN {first}, leaving a gap after the snapshot at LSN {}", info.lsn),
+                format!(
+                    "the log starts at LSN {first}, leaving a gap after the snapshot at LSN {}: {missing_before}",
+                    info.lsn
+                ),
             ));
         }
         if last_lsn < info.lsn.get() {

@@ -163,6 +163,16 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Data sectors per 4 KiB page (data sectors start page-aligned).
+const SECTORS_PER_PAGE: u64 = 8;
+
+/// Where the close marker goes when the log ends at sector `end`: the start
+/// of the first 4 KiB page holding no data, so that one lost page write
+/// can never erase both the last batch and the marker.
+pub(crate) fn close_marker_position(end: u64) -> u64 {
+    end.div_ceil(SECTORS_PER_PAGE) * SECTORS_PER_PAGE
+}
+
 /// Sectors read from disk at once.
 const CHUNK_SECTORS: u64 = 2048;
 
@@ -226,6 +236,25 @@ impl SectorReader {
         Ok(classify_sector(self.sector(index)?, salt, index))
     }
 
+    /// If the log in this segment ends at sector `end` with a close marker —
+    /// zero sectors up to the next 4 KiB page, then a marker stamped with
+    /// `next_lsn` — returns the marker's sector.
+    pub(crate) fn close_marker_after(&mut self, end: u64, next_lsn: u64) -> io::Result<Option<u64>> {
+        let marker = close_marker_position(end);
+        if marker >= self.sector_count {
+            return Ok(None);
+        }
+        for index in end..marker {
+            if self.classify(index)? != SectorKind::Zero {
+                return Ok(None);
+            }
+        }
+        Ok(match self.classify(marker)? {
+            SectorKind::Valid(stamp) if stamp.is_close_marker() && stamp.batch_lsn == next_lsn => Some(marker),
+            _ => None,
+        })
+    }
+
     /// Reads the batch that should start at sector `start` with first LSN
     /// `batch_lsn`, putting its data into `out`.
     pub(crate) fn read_batch(&mut self, start: u64, batch_lsn: u64, out: &mut Vec<u8>) -> io::Result<BatchRead> {
@@ -239,6 +268,13 @@ impl SectorReader {
                 SectorKind::Valid(stamp) if stamp.batch_lsn == batch_lsn => stamp,
                 _ => return Ok(BatchRead::Incomplete),
             };
+            if stamp.is_close_marker() {
+                if index == start {
+                    // See `close_marker_after`.
+                    return Ok(BatchRead::Incomplete);
+                }
+                return Ok(BatchRead::Malformed { sector: index, reason: "a close marker inside a batch" });
+            }
             if stamp.is_first() != (index == start) {
                 if index == start {
                     // A later sector of the expected batch where its first

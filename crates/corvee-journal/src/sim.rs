@@ -373,6 +373,13 @@ impl SimDisk {
         self.corrupt(name, |bytes| bytes.truncate(len as usize));
     }
 
+    /// Deletes a file at rest, as an operator's mistake would.
+    pub fn delete(&self, name: &str) {
+        let mut state = self.lock();
+        state.visible.remove(name);
+        state.durable.remove(name);
+    }
+
     /// The length of a file.
     pub fn file_len(&self, name: &str) -> Option<u64> {
         self.read_file(name).map(|bytes| bytes.len() as u64)

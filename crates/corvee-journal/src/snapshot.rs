@@ -97,7 +97,8 @@ pub(crate) fn verify(storage: &dyn Storage, name: &str) -> Result<SnapshotInfo, 
         offset += len as u64;
     }
     if crc != u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes")) {
-        return Err(corrupt(HEADER_SIZE, "snapshot checksum mismatch".into()));
+        // The checksum covers the whole file; the damage could be anywhere.
+        return Err(corrupt(0, "snapshot checksum mismatch (the damage is somewhere in the file)".into()));
     }
     Ok(SnapshotInfo { lsn, name: name.to_string(), body_len })
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, MutexGuard};
 use std::time::Instant;
 
 use crate::error::FailStop;
-use crate::format::{encode_batch_sectors, sector_offset, sectors_for};
-use crate::segment::{capacity_for, create_spare, install_segment, IoFailure, Segment, Spare};
+use crate::format::{encode_batch_sectors, encode_close_marker, sector_offset, sectors_for};
+use crate::segment::{capacity_for, close_marker_position, create_spare, install_segment, IoFailure, Segment, Spare};
 use crate::storage::write_all_at;
 use crate::{lock, Lsn, Shared};
 
@@ -66,6 +66,10 @@ impl Writer {
                 self.shared.fail(failure);
                 return;
             }
+        }
+        if let Err(failure) = self.write_close_marker() {
+            self.shared.fail(failure);
+            return;
         }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake_everyone();
@@ -133,6 +137,29 @@ impl Writer {
         if shared.options.background_preallocation && self.next_sector * 2 >= self.active.header.sector_count() {
             self.request_spare();
         }
+        Ok(())
+    }
+
+    /// Marks a clean close after the last batch (if the segment has room),
+    /// so that recovery can tell damage to that batch from a torn write.
+    fn write_close_marker(&mut self) -> Result<(), FailStop> {
+        let next_lsn = Lsn::new(lock(&self.shared.queue).next_lsn).expect("LSN");
+        let marker = close_marker_position(self.next_sector);
+        if marker >= self.active.header.sector_count() {
+            // No free page left here: the marker starts the next segment
+            // (then it is in another file, equally apart from the data).
+            self.roll(next_lsn.get(), 1)?;
+        } else {
+            self.next_sector = marker;
+        }
+        self.sectors.clear();
+        encode_close_marker(&mut self.sectors, next_lsn, self.active.header.salt, self.next_sector);
+        let storage = self.shared.storage.as_ref();
+        let path = || storage.path_of(&self.active.name);
+        write_all_at(self.active.file.as_ref(), &self.sectors, sector_offset(self.next_sector))
+            .map_err(|source| FailStop { operation: "write close marker", path: path(), source })?;
+        self.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
+        self.next_sector += 1;
         Ok(())
     }
 

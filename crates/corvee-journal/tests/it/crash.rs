@@ -27,6 +27,7 @@ fn recover_and_check(disk: &SimDisk, progress: &Progress, context: &str) {
     journal.close().unwrap();
     let (journal, report) = Journal::open_with_storage(disk.storage(), small_options()).unwrap();
     assert_eq!(report.torn_tail, None, "{context}: a clean close left a torn tail");
+    assert!(report.clean_shutdown, "{context}: a clean close left no close marker");
     check_recovered(&journal, &after);
 }
 

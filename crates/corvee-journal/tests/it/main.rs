@@ -2,5 +2,6 @@
 //! feature.
 
 mod basics;
+mod corruption;
 mod crash;
 mod support;
