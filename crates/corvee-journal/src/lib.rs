@@ -487,6 +487,7 @@ impl Journal {
         }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake_everyone();
+        self.shared.storage.unlock();
     }
 }
 

@@ -406,9 +406,7 @@ struct SimStorage {
 
 impl Drop for SimStorage {
     fn drop(&mut self) {
-        if *self.holds_lock.lock().unwrap_or_else(|p| p.into_inner()) {
-            self.disk.lock().locked = false;
-        }
+        self.unlock();
     }
 }
 
@@ -506,6 +504,13 @@ impl Storage for SimStorage {
         state.locked = true;
         *holds = true;
         Ok(())
+    }
+
+    fn unlock(&self) {
+        let mut holds = self.holds_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if std::mem::take(&mut *holds) {
+            self.disk.lock().locked = false;
+        }
     }
 
     fn path_of(&self, name: &str) -> PathBuf {

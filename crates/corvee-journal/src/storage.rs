@@ -43,6 +43,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// storage is dropped. `Err(LockError::Held)` if another writer has it.
     fn try_lock(&self) -> Result<(), LockError>;
 
+    /// Releases the writer lock if held. The journal calls it when it
+    /// closes, so outstanding tickets or readers (which keep the storage
+    /// alive) do not keep the directory locked.
+    fn unlock(&self);
+
     /// The path of `name`, for error messages.
     fn path_of(&self, name: &str) -> PathBuf;
 }
@@ -237,6 +242,11 @@ impl Storage for DirStorage {
         file.flush().map_err(io_error)?;
         *slot = Some(file);
         Ok(())
+    }
+
+    fn unlock(&self) {
+        // Closing the file releases the flock.
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
 
     fn path_of(&self, name: &str) -> PathBuf {

@@ -4,4 +4,5 @@
 mod basics;
 mod corruption;
 mod crash;
+mod model;
 mod support;
