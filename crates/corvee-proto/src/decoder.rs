@@ -290,6 +290,15 @@ impl FrameDecoder {
         let fds: Vec<OwnedFd> = self.fds.drain(..fd_count).collect();
         let body_start = self.start + HEADER_BYTES;
         let body_end = self.start + frame_bytes;
+        if body_end == self.end && !self.fds.is_empty() {
+            // No later frame has begun, so the rest arrived with this one.
+            let count = self.fds.len();
+            self.fds.clear();
+            return Err(self.fail(DecodeError::UnexpectedFds {
+                count,
+                context: "beyond the fd count of the frame they came with",
+            }));
+        }
         self.start = body_end;
         Ok(Some(Frame {
             header,

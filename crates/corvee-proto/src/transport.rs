@@ -135,8 +135,9 @@ pub fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) ->
 pub struct RecvOutcome {
     /// Bytes read; 0 means the peer closed its end.
     pub bytes: usize,
-    /// The kernel dropped fds because more came than
-    /// [`MAX_FDS_PER_FRAME`]: a protocol violation by the peer.
+    /// More fds came than [`MAX_FDS_PER_FRAME`] (the kernel truncated the
+    /// control data, or its alignment slack let a few more through, which
+    /// were closed here): a protocol violation by the peer.
     pub fds_truncated: bool,
 }
 
@@ -161,14 +162,20 @@ pub fn recv_with_fds(
             result => break result?,
         }
     };
+    let mut count = 0;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received_fds) = message {
-            fds.extend(received_fds);
+            for fd in received_fds {
+                count += 1;
+                if count <= MAX_FDS_PER_FRAME {
+                    fds.push(fd);
+                }
+            }
         }
     }
     Ok(RecvOutcome {
         bytes: received.bytes,
-        fds_truncated: received.flags.contains(ReturnFlags::CTRUNC),
+        fds_truncated: received.flags.contains(ReturnFlags::CTRUNC) || count > MAX_FDS_PER_FRAME,
     })
 }
 

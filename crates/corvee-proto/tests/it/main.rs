@@ -1,5 +1,7 @@
 //! Integration tests of corvee-proto: one test binary, one module per
 //! feature.
 
+mod fd_passing;
 mod frames;
 mod samples;
+mod worker_process;
