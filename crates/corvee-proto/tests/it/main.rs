@@ -3,5 +3,6 @@
 
 mod fd_passing;
 mod frames;
+mod round_trip;
 mod samples;
 mod worker_process;
