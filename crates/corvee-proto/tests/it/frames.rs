@@ -10,26 +10,10 @@ use corvee_proto::{
     PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
 };
 
-use crate::samples::{encode, placeholder_fds, samples};
+use crate::samples::{encode, frame, header, placeholder_fds, samples};
 
 fn new_decoder() -> FrameDecoder {
     FrameDecoder::new(PROTOCOL_MAX_FRAME_BYTES)
-}
-
-/// A header with the given fields, for frames the encoder would refuse to
-/// write.
-fn header(code: u16, body_bytes: u32, flags: u8, fd_count: u8) -> Vec<u8> {
-    let mut bytes = b"CV".to_vec();
-    bytes.extend_from_slice(&code.to_le_bytes());
-    bytes.extend_from_slice(&body_bytes.to_le_bytes());
-    bytes.extend_from_slice(&[flags, fd_count, 0, 0]);
-    bytes
-}
-
-fn frame(code: u16, body: &[u8]) -> Vec<u8> {
-    let mut bytes = header(code, body.len() as u32, 0, 0);
-    bytes.extend_from_slice(body);
-    bytes
 }
 
 /// Everything the decoder yields for `bytes` fed at once, then EOF.

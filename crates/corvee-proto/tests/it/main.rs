@@ -3,6 +3,7 @@
 
 mod fd_passing;
 mod frames;
+mod golden_vectors;
 mod round_trip;
 mod samples;
 mod worker_process;

@@ -278,3 +278,33 @@ pub fn placeholder_fds(message: &Message) -> Vec<OwnedFd> {
         .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null")))
         .collect()
 }
+
+/// A header with the given fields, for frames the encoder would refuse to
+/// write.
+pub fn header(code: u16, body_bytes: u32, flags: u8, fd_count: u8) -> Vec<u8> {
+    let mut bytes = b"CV".to_vec();
+    bytes.extend_from_slice(&code.to_le_bytes());
+    bytes.extend_from_slice(&body_bytes.to_le_bytes());
+    bytes.extend_from_slice(&[flags, fd_count, 0, 0]);
+    bytes
+}
+
+/// A frame of type `code` around a hand-made body.
+pub fn frame(code: u16, body: &[u8]) -> Vec<u8> {
+    let mut bytes = header(code, body.len() as u32, 0, 0);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A hand-made MessagePack map of string keys to already-encoded values.
+pub fn map_body(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    assert!(entries.len() < 16);
+    let mut body = vec![0x80 | entries.len() as u8];
+    for (key, value) in entries {
+        assert!(key.len() < 32);
+        body.push(0xa0 | key.len() as u8);
+        body.extend_from_slice(key.as_bytes());
+        body.extend_from_slice(value);
+    }
+    body
+}
