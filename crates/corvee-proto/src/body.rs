@@ -1,8 +1,9 @@
 //! Frame bodies: one MessagePack map with string keys. Before serde sees a
 //! body, [`check_body`] walks it once without allocating, so that trailing
-//! bytes, nesting beyond [`MAX_BODY_DEPTH`], `ext` values, non-string keys
-//! and lengths that run past the end are named precisely instead of
-//! surfacing as a confusing field error (or being skipped silently).
+//! bytes, nesting beyond [`MAX_BODY_DEPTH`], `ext` values, non-string keys,
+//! strings that are not UTF-8 and lengths that run past the end are named
+//! precisely instead of surfacing as a confusing field error (or being
+//! skipped silently inside an unknown field).
 
 use serde::de::DeserializeOwned;
 
@@ -100,6 +101,18 @@ impl Walker<'_> {
         Ok(value)
     }
 
+    /// Strings are checked here, known field or not, so that every SDK
+    /// rejects invalid UTF-8 the same way wherever it appears.
+    fn skip_str(&mut self, length: usize, offset: usize) -> Result<(), String> {
+        let bytes = self.take(length)?;
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(format!(
+                "the string at offset {offset} is not UTF-8: {error}"
+            )),
+        }
+    }
+
     fn skip_value(&mut self, depth: usize) -> Result<(), String> {
         let offset = self.at;
         let marker = self.take(1)?[0];
@@ -109,16 +122,28 @@ impl Walker<'_> {
             0xcd | 0xd1 => return self.take(2).map(drop),
             0xce | 0xd2 | 0xca => return self.take(4).map(drop),
             0xcf | 0xd3 | 0xcb => return self.take(8).map(drop),
-            0xa0..=0xbf => return self.take(usize::from(marker & 0x1f)).map(drop),
-            0xd9 | 0xc4 => {
+            0xa0..=0xbf => return self.skip_str(usize::from(marker & 0x1f), offset),
+            0xd9 => {
+                let length = self.length(1)?;
+                return self.skip_str(length, offset);
+            }
+            0xda => {
+                let length = self.length(2)?;
+                return self.skip_str(length, offset);
+            }
+            0xdb => {
+                let length = self.length(4)?;
+                return self.skip_str(length, offset);
+            }
+            0xc4 => {
                 let length = self.length(1)?;
                 return self.take(length).map(drop);
             }
-            0xda | 0xc5 => {
+            0xc5 => {
                 let length = self.length(2)?;
                 return self.take(length).map(drop);
             }
-            0xdb | 0xc6 => {
+            0xc6 => {
                 let length = self.length(4)?;
                 return self.take(length).map(drop);
             }

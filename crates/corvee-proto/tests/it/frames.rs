@@ -369,6 +369,12 @@ fn garbage_is_rejected_with_a_named_error() {
         "deeper than 32",
     );
     check_rejected(
+        &frame(0x0004, &[0x81, 0xa1, b'x', 0xa1, 0xff]),
+        0,
+        "malformed_body",
+        "not UTF-8",
+    );
+    check_rejected(
         &frame(0x0020, &progress_without_attempt),
         0,
         "bad_body",
