@@ -170,6 +170,7 @@ impl Walker<'_> {
                 "maps and arrays nest deeper than {MAX_BODY_DEPTH} levels at offset {offset}"
             ));
         }
+        let mut keys = SeenKeys::default();
         for _ in 0..entries {
             if is_map {
                 let key_offset = self.at;
@@ -189,9 +190,65 @@ impl Walker<'_> {
                     }
                 }
                 self.skip_value(depth + 1)?;
+                let key = &self.bytes[key_offset..self.at];
+                if !keys.insert(key) {
+                    let (_, text) = split_str(key);
+                    return Err(format!(
+                        "the key {:?} appears twice in the map at offset {offset}",
+                        String::from_utf8_lossy(text)
+                    ));
+                }
             }
             self.skip_value(depth + 1)?;
         }
         Ok(())
     }
+}
+
+/// The encoded keys of one map seen so far. Maps of named fields are
+/// small, so the first sixteen keys are kept without allocating and
+/// compared one by one; larger maps (possible only in unknown fields) use
+/// a hash set.
+#[derive(Default)]
+struct SeenKeys<'a> {
+    few: [&'a [u8]; 16],
+    count: usize,
+    many: Option<std::collections::HashSet<&'a [u8]>>,
+}
+
+impl<'a> SeenKeys<'a> {
+    /// Records an encoded key; false if the same text was seen before.
+    /// The text is compared rather than the encoding, since a peer may
+    /// write a longer length prefix than needed.
+    fn insert(&mut self, key: &'a [u8]) -> bool {
+        let (_, text) = split_str(key);
+        if let Some(many) = &mut self.many {
+            return many.insert(text);
+        }
+        if self.few[..self.count].contains(&text) {
+            return false;
+        }
+        if self.count < self.few.len() {
+            self.few[self.count] = text;
+            self.count += 1;
+        } else {
+            let mut many: std::collections::HashSet<&'a [u8]> = self.few.iter().copied().collect();
+            many.insert(text);
+            self.many = Some(many);
+        }
+        true
+    }
+}
+
+/// Splits an encoded string into its marker-and-length prefix and its
+/// UTF-8 bytes.
+fn split_str(encoded: &[u8]) -> (&[u8], &[u8]) {
+    let prefix = match encoded[0] {
+        0xa0..=0xbf => 1,
+        0xd9 => 2,
+        0xda => 3,
+        0xdb => 5,
+        marker => unreachable!("keys were checked to be strings, found {marker:#04x}"),
+    };
+    encoded.split_at(prefix)
 }

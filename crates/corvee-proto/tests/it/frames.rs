@@ -369,6 +369,12 @@ fn garbage_is_rejected_with_a_named_error() {
         "deeper than 32",
     );
     check_rejected(
+        &frame(0x0004, &[0x82, 0xa1, b'x', 0x01, 0xd9, 0x01, b'x', 0x02]),
+        0,
+        "malformed_body",
+        "the key \"x\" appears twice",
+    );
+    check_rejected(
         &frame(0x0004, &[0x81, 0xa1, b'x', 0xa1, 0xff]),
         0,
         "malformed_body",
@@ -554,4 +560,28 @@ fn message_types_name_themselves_and_their_sender() {
     assert_eq!(MessageType::Complete.sender(), Peer::Worker);
     assert!(MessageType::Interrupted.is_terminal_reply());
     assert!(!MessageType::Progress.is_terminal_reply());
+}
+
+#[test]
+fn duplicate_keys_are_found_in_maps_of_any_size() {
+    // heartbeat {k0: 0, ..., k19: 0} under an unknown key, with and
+    // without "k3" repeated at the end.
+    let map = |repeat: bool| {
+        let count = 20 + usize::from(repeat);
+        let mut body = vec![0x81, 0xa1, b'x', 0xde, 0x00, count as u8];
+        for index in (0..20).chain(repeat.then_some(3)) {
+            let key = format!("k{index}");
+            body.push(0xa0 | key.len() as u8);
+            body.extend_from_slice(key.as_bytes());
+            body.push(0x00);
+        }
+        frame(MessageType::Heartbeat.code(), &body)
+    };
+    assert_eq!(decode_all(&map(false), Vec::new()).unwrap().len(), 1);
+    check_rejected(
+        &map(true),
+        0,
+        "malformed_body",
+        "the key \"k3\" appears twice",
+    );
 }
