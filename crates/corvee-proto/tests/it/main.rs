@@ -4,6 +4,7 @@
 mod fd_passing;
 mod frames;
 mod golden_vectors;
+mod python_sdk;
 mod round_trip;
 mod samples;
 mod worker_process;

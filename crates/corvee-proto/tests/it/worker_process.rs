@@ -99,22 +99,16 @@ fn a_worker_process_inherits_its_socket_and_exchanges_payload_fds() {
     outgoing.send_to(&supervisor_end).unwrap();
 
     let mut replies = receive(&mut decoder, &supervisor_end, 2);
-    let mut stderr = String::new();
     let Message::Complete(Complete {
         job_id: 77,
         attempt: 2,
         result: Some(Payload::Fd { index: 0, length }),
     }) = replies[0].message
     else {
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
         panic!(
-            "expected complete with a result fd, got {:?}; worker stderr:\n{stderr}",
-            replies[0].message
+            "expected complete with a result fd, got {:?}; worker stderr:\n{}",
+            replies[0].message,
+            stderr_of(&mut child)
         );
     };
     let result_fd = replies[0].take_fd(0).unwrap();
@@ -132,13 +126,23 @@ fn a_worker_process_inherits_its_socket_and_exchanges_payload_fds() {
     );
     decoder.finish().unwrap();
     let status = child.wait().unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(status.success(), "worker failed: {status}\n{stderr}");
+    assert!(
+        status.success(),
+        "worker failed: {status}\n{}",
+        stderr_of(&mut child)
+    );
+}
+
+/// What the worker wrote to stderr, after making sure it has exited (so
+/// reading cannot block on a worker that is waiting for us).
+pub(crate) fn stderr_of(child: &mut std::process::Child) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut text);
+    }
+    text
 }
 
 /// The worker side, run only in the child process started above.
