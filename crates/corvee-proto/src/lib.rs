@@ -24,7 +24,22 @@
 //! decoder's buffer (queueing any fds that arrive), and
 //! [`SendBuffer::send_to`] writes pending frames, attaching each frame's fds
 //! to the `sendmsg` that carries its first byte. Both return
-//! `ErrorKind::WouldBlock` on a non-blocking socket that is not ready.
+//! `ErrorKind::WouldBlock` on a non-blocking socket that is not ready, which
+//! is what an async runtime's readiness API expects; with tokio, for
+//! instance:
+//!
+//! ```text
+//! let socket = tokio::io::unix::AsyncFd::new(supervisor_end)?; // non-blocking OwnedFd
+//! loop {
+//!     let mut ready = socket.readable().await?;
+//!     match ready.try_io(|socket| decoder.recv_from(socket.get_ref())) {
+//!         Ok(Ok(0)) => break decoder.finish()?, // the worker closed its end
+//!         Ok(Ok(_)) => while let Some(received) = decoder.next_message()? { /* ... */ },
+//!         Ok(Err(error)) => return Err(error.into()),
+//!         Err(_would_block) => continue,
+//!     }
+//! }
+//! ```
 //!
 //! `docs/protocol.md` is the specification: the byte layout, every message
 //! and field, the handshake, windows, heartbeats, interrupts, fd payloads,
