@@ -25,29 +25,16 @@ pub(crate) fn check_body(body: &[u8]) -> Result<(), String> {
     }
     walker.skip_value(1)?;
     if walker.at != body.len() {
-        return Err(format!(
-            "{} bytes follow the map at offset {}",
-            body.len() - walker.at,
-            walker.at
-        ));
+        return Err(format!("{} bytes follow the map at offset {}", body.len() - walker.at, walker.at));
     }
     Ok(())
 }
 
 /// Decodes a checked body into a message struct.
-pub(crate) fn decode_body<M: DeserializeOwned>(
-    message_type: MessageType,
-    body: &[u8],
-) -> Result<M, DecodeError> {
-    check_body(body).map_err(|reason| DecodeError::MalformedBody {
-        message_type,
-        reason,
-    })?;
+pub(crate) fn decode_body<M: DeserializeOwned>(message_type: MessageType, body: &[u8]) -> Result<M, DecodeError> {
+    check_body(body).map_err(|reason| DecodeError::MalformedBody { message_type, reason })?;
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(body);
-    serde::Deserialize::deserialize(&mut deserializer).map_err(|source| DecodeError::BadBody {
-        message_type,
-        source,
-    })
+    serde::Deserialize::deserialize(&mut deserializer).map_err(|source| DecodeError::BadBody { message_type, source })
 }
 
 fn is_map_marker(marker: u8) -> bool {
@@ -82,10 +69,7 @@ impl Walker<'_> {
     fn take(&mut self, count: usize) -> Result<&[u8], String> {
         let remaining = self.bytes.len() - self.at;
         if count > remaining {
-            return Err(format!(
-                "a value at offset {} needs {count} more bytes but the body has {remaining}",
-                self.at
-            ));
+            return Err(format!("a value at offset {} needs {count} more bytes but the body has {remaining}", self.at));
         }
         let taken = &self.bytes[self.at..self.at + count];
         self.at += count;
@@ -107,9 +91,7 @@ impl Walker<'_> {
         let bytes = self.take(length)?;
         match std::str::from_utf8(bytes) {
             Ok(_) => Ok(()),
-            Err(error) => Err(format!(
-                "the string at offset {offset} is not UTF-8: {error}"
-            )),
+            Err(error) => Err(format!("the string at offset {offset} is not UTF-8: {error}")),
         }
     }
 
@@ -153,11 +135,7 @@ impl Walker<'_> {
             0x80..=0x8f => (usize::from(marker & 0x0f), true),
             0xde => (self.length(2)?, true),
             0xdf => (self.length(4)?, true),
-            0xc1 => {
-                return Err(format!(
-                    "byte 0xc1 at offset {offset} is not a MessagePack value"
-                ))
-            }
+            0xc1 => return Err(format!("byte 0xc1 at offset {offset} is not a MessagePack value")),
             0xc7..=0xc9 | 0xd4..=0xd8 => {
                 return Err(format!(
                     "an ext value (byte {marker:#04x}) at offset {offset}: this protocol uses no \
@@ -166,9 +144,7 @@ impl Walker<'_> {
             }
         };
         if depth > MAX_BODY_DEPTH {
-            return Err(format!(
-                "maps and arrays nest deeper than {MAX_BODY_DEPTH} levels at offset {offset}"
-            ));
+            return Err(format!("maps and arrays nest deeper than {MAX_BODY_DEPTH} levels at offset {offset}"));
         }
         let mut keys = SeenKeys::default();
         for _ in 0..entries {

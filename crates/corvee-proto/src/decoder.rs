@@ -13,8 +13,8 @@ use std::os::fd::OwnedFd;
 
 use crate::encoder::fd_indexes_match;
 use crate::{
-    DecodeError, FrameHeader, Message, Peer, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES,
-    MAX_FDS_PER_FRAME, MAX_QUEUED_FDS, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
+    DecodeError, FrameHeader, Message, Peer, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES, MAX_FDS_PER_FRAME,
+    MAX_QUEUED_FDS, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
 };
 
 /// Buffers larger than this are released once drained, so one large frame
@@ -40,11 +40,7 @@ impl Frame<'_> {
         let message = Message::decode(message_type, self.body)?;
         let referenced = message.fd_indexes();
         if !fd_indexes_match(&referenced, self.fds.len()) {
-            return Err(DecodeError::FdReferences {
-                message_type,
-                fd_count: self.header.fd_count,
-                referenced,
-            });
+            return Err(DecodeError::FdReferences { message_type, fd_count: self.header.fd_count, referenced });
         }
         Ok(Received::new(message, self.fds))
     }
@@ -64,10 +60,7 @@ impl Received {
     /// A message with its fds (for tests and for code that decodes frames
     /// itself).
     pub fn new(message: Message, fds: Vec<OwnedFd>) -> Received {
-        Received {
-            message,
-            fds: fds.into_iter().map(Some).collect(),
-        }
+        Received { message, fds: fds.into_iter().map(Some).collect() }
     }
 
     /// How many fds came with the message.
@@ -175,10 +168,8 @@ impl FrameDecoder {
             }
         }
         if closed > 0 && self.pending_error.is_none() {
-            self.pending_error = Some(DecodeError::UnexpectedFds {
-                count: closed,
-                context: "more fds arrived than frames can claim",
-            });
+            self.pending_error =
+                Some(DecodeError::UnexpectedFds { count: closed, context: "more fds arrived than frames can claim" });
         }
     }
 
@@ -219,10 +210,7 @@ impl FrameDecoder {
     /// Records that `count` bytes were read into
     /// [`read_buffer`](FrameDecoder::read_buffer).
     pub fn commit_read(&mut self, count: usize) {
-        assert!(
-            self.end + count <= self.buffer.len(),
-            "committed more than the read buffer"
-        );
+        assert!(self.end + count <= self.buffer.len(), "committed more than the read buffer");
         self.end += count;
     }
 
@@ -230,9 +218,7 @@ impl FrameDecoder {
     /// the stream is broken: close the connection.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, DecodeError> {
         if let Some(first_error) = &self.failed {
-            return Err(DecodeError::Poisoned {
-                first_error: first_error.clone(),
-            });
+            return Err(DecodeError::Poisoned { first_error: first_error.clone() });
         }
         if let Some(error) = self.pending_error.take() {
             return Err(self.fail(error));
@@ -245,10 +231,7 @@ impl FrameDecoder {
                 if self.buffered_bytes() == 0 && !self.fds.is_empty() {
                     let count = self.fds.len();
                     self.fds.clear();
-                    return Err(self.fail(DecodeError::UnexpectedFds {
-                        count,
-                        context: "no frame was being received",
-                    }));
+                    return Err(self.fail(DecodeError::UnexpectedFds { count, context: "no frame was being received" }));
                 }
                 if self.fds.len() > MAX_FDS_PER_FRAME {
                     let count = self.fds.len();
@@ -300,11 +283,7 @@ impl FrameDecoder {
             }));
         }
         self.start = body_end;
-        Ok(Some(Frame {
-            header,
-            body: &self.buffer[body_start..body_end],
-            fds,
-        }))
+        Ok(Some(Frame { header, body: &self.buffer[body_start..body_end], fds }))
     }
 
     /// The next whole frame, decoded.
@@ -319,9 +298,7 @@ impl FrameDecoder {
     /// ended inside a frame or left fds no frame claimed.
     pub fn finish(&mut self) -> Result<(), DecodeError> {
         if let Some(first_error) = &self.failed {
-            return Err(DecodeError::Poisoned {
-                first_error: first_error.clone(),
-            });
+            return Err(DecodeError::Poisoned { first_error: first_error.clone() });
         }
         if let Some(error) = self.pending_error.take() {
             return Err(self.fail(error));
@@ -338,10 +315,7 @@ impl FrameDecoder {
         if !self.fds.is_empty() {
             let count = self.fds.len();
             self.fds.clear();
-            return Err(self.fail(DecodeError::UnexpectedFds {
-                count,
-                context: "at the end of the stream",
-            }));
+            return Err(self.fail(DecodeError::UnexpectedFds { count, context: "at the end of the stream" }));
         }
         Ok(())
     }
@@ -351,19 +325,15 @@ impl FrameDecoder {
         if self.buffered_bytes() < HEADER_BYTES {
             return None;
         }
-        let bytes: &[u8; HEADER_BYTES] = self.buffer[self.start..self.start + HEADER_BYTES]
-            .try_into()
-            .expect("slice of HEADER_BYTES");
+        let bytes: &[u8; HEADER_BYTES] =
+            self.buffer[self.start..self.start + HEADER_BYTES].try_into().expect("slice of HEADER_BYTES");
         let header = match FrameHeader::parse(bytes, self.max_frame_bytes) {
             Ok(header) => header,
             Err(error) => return Some(Err(error)),
         };
         if let Some(receiver) = self.receiver {
             if header.message_type.sender() == receiver {
-                return Some(Err(DecodeError::WrongDirection {
-                    message_type: header.message_type,
-                    sender: receiver,
-                }));
+                return Some(Err(DecodeError::WrongDirection { message_type: header.message_type, sender: receiver }));
             }
         }
         Some(Ok(header))

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use crate::{
-    EncodeError, FrameHeader, Message, WireMessage, DEFAULT_SEND_BUFFER_LIMIT_BYTES,
-    HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES, MAX_FDS_PER_FRAME,
+    EncodeError, FrameHeader, Message, WireMessage, DEFAULT_SEND_BUFFER_LIMIT_BYTES, HANDSHAKE_MAX_FRAME_BYTES,
+    HEADER_BYTES, MAX_FDS_PER_FRAME,
 };
 
 /// Whether `indexes` are exactly `0..fd_count`, each once.
@@ -33,52 +33,30 @@ pub(crate) fn fd_indexes_match(indexes: &[u8], fd_count: usize) -> bool {
 ///
 /// `max_frame_bytes` is the *peer's* limit (before the handshake:
 /// [`HANDSHAKE_MAX_FRAME_BYTES`]).
-pub fn encode_frame<M: WireMessage>(
-    out: &mut Vec<u8>,
-    message: &M,
-    max_frame_bytes: u32,
-) -> Result<(), EncodeError> {
+pub fn encode_frame<M: WireMessage>(out: &mut Vec<u8>, message: &M, max_frame_bytes: u32) -> Result<(), EncodeError> {
     let message_type = M::MESSAGE_TYPE;
-    message
-        .validate()
-        .map_err(|reason| EncodeError::InvalidMessage {
-            message_type,
-            reason,
-        })?;
+    message.validate().map_err(|reason| EncodeError::InvalidMessage { message_type, reason })?;
     let fd_indexes = message.fd_indexes();
     if fd_indexes.len() > MAX_FDS_PER_FRAME || !fd_indexes_match(&fd_indexes, fd_indexes.len()) {
         return Err(EncodeError::InvalidMessage {
             message_type,
-            reason: format!(
-                "fd indexes {fd_indexes:?} must be 0..n, each once, with n at most {MAX_FDS_PER_FRAME}"
-            ),
+            reason: format!("fd indexes {fd_indexes:?} must be 0..n, each once, with n at most {MAX_FDS_PER_FRAME}"),
         });
     }
     let lower_bound = (HEADER_BYTES + message.bulk_bytes()) as u64;
     if lower_bound > u64::from(max_frame_bytes) {
-        return Err(EncodeError::FrameTooLarge {
-            message_type,
-            frame_bytes: lower_bound,
-            max_frame_bytes,
-        });
+        return Err(EncodeError::FrameTooLarge { message_type, frame_bytes: lower_bound, max_frame_bytes });
     }
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
     if let Err(source) = rmp_serde::encode::write_named(out, message) {
         out.truncate(start);
-        return Err(EncodeError::Body {
-            message_type,
-            source,
-        });
+        return Err(EncodeError::Body { message_type, source });
     }
     let frame_bytes = out.len() - start;
     if frame_bytes as u64 > u64::from(max_frame_bytes) {
         out.truncate(start);
-        return Err(EncodeError::FrameTooLarge {
-            message_type,
-            frame_bytes: frame_bytes as u64,
-            max_frame_bytes,
-        });
+        return Err(EncodeError::FrameTooLarge { message_type, frame_bytes: frame_bytes as u64, max_frame_bytes });
     }
     let header = FrameHeader {
         message_type,
@@ -159,25 +137,14 @@ impl SendBuffer {
     /// Encodes `message` as a frame at the end of the buffer. `fds` are the
     /// frame's fds, in the order of the indexes the message refers to;
     /// they are closed here once sent (or when the buffer is dropped).
-    pub fn push<M: WireMessage>(
-        &mut self,
-        message: &M,
-        fds: Vec<OwnedFd>,
-    ) -> Result<(), EncodeError> {
+    pub fn push<M: WireMessage>(&mut self, message: &M, fds: Vec<OwnedFd>) -> Result<(), EncodeError> {
         let referenced = message.fd_indexes().len();
         if referenced != fds.len() {
-            return Err(EncodeError::FdCount {
-                message_type: M::MESSAGE_TYPE,
-                referenced,
-                given: fds.len(),
-            });
+            return Err(EncodeError::FdCount { message_type: M::MESSAGE_TYPE, referenced, given: fds.len() });
         }
         let pending_bytes = self.pending_bytes();
         if pending_bytes >= self.limit_bytes {
-            return Err(EncodeError::SendBufferFull {
-                pending_bytes,
-                limit_bytes: self.limit_bytes,
-            });
+            return Err(EncodeError::SendBufferFull { pending_bytes, limit_bytes: self.limit_bytes });
         }
         self.reclaim();
         let at = self.bytes.len();
@@ -190,11 +157,7 @@ impl SendBuffer {
 
     /// [`push`](SendBuffer::push) for a message held in the [`Message`]
     /// enum.
-    pub fn push_message(
-        &mut self,
-        message: &Message,
-        fds: Vec<OwnedFd>,
-    ) -> Result<(), EncodeError> {
+    pub fn push_message(&mut self, message: &Message, fds: Vec<OwnedFd>) -> Result<(), EncodeError> {
         match message {
             Message::Hello(m) => self.push(m, fds),
             Message::Welcome(m) => self.push(m, fds),
@@ -243,10 +206,7 @@ impl SendBuffer {
         let end = self.sent + count;
         assert!(end <= self.bytes.len(), "consumed more than is pending");
         if let Some(next) = self.pending_fds.front() {
-            assert!(
-                end <= next.at,
-                "bytes of a frame with fds must be sent by SendBuffer::send_to"
-            );
+            assert!(end <= next.at, "bytes of a frame with fds must be sent by SendBuffer::send_to");
         }
         self.sent = end;
     }

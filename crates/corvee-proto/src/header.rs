@@ -70,40 +70,22 @@ impl FrameHeader {
         let body_bytes = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let frame_bytes = HEADER_BYTES as u64 + u64::from(body_bytes);
         if frame_bytes > u64::from(max_frame_bytes) {
-            return Err(DecodeError::FrameTooLarge {
-                code,
-                frame_bytes,
-                max_frame_bytes,
-            });
+            return Err(DecodeError::FrameTooLarge { code, frame_bytes, max_frame_bytes });
         }
         let message_type = MessageType::from_code(code)?;
         let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
         if reserved != 0 {
-            return Err(DecodeError::ReservedHeaderBytes {
-                message_type,
-                reserved,
-            });
+            return Err(DecodeError::ReservedHeaderBytes { message_type, reserved });
         }
         let flags = bytes[8];
         let unknown = flags & CRITICAL_FLAGS & !KNOWN_CRITICAL_FLAGS;
         if unknown != 0 {
-            return Err(DecodeError::UnknownCriticalFlags {
-                message_type,
-                flags: unknown,
-            });
+            return Err(DecodeError::UnknownCriticalFlags { message_type, flags: unknown });
         }
         let fd_count = bytes[9];
         if usize::from(fd_count) > MAX_FDS_PER_FRAME {
-            return Err(DecodeError::TooManyFds {
-                message_type,
-                fd_count,
-            });
+            return Err(DecodeError::TooManyFds { message_type, fd_count });
         }
-        Ok(FrameHeader {
-            message_type,
-            body_bytes,
-            flags,
-            fd_count,
-        })
+        Ok(FrameHeader { message_type, body_bytes, flags, fd_count })
     }
 }

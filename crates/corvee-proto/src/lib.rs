@@ -62,19 +62,18 @@ pub use encoder::{encode_frame, SendBuffer};
 pub use error::{DecodeError, EncodeError, PayloadError, WorkerSocketError};
 pub use header::{FrameHeader, CRITICAL_FLAGS, HEADER_BYTES, MAGIC};
 pub use limits::{
-    DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_BUFFER_LIMIT_BYTES, HANDSHAKE_MAX_FRAME_BYTES,
-    MAX_BODY_DEPTH, MAX_FDS_PER_FRAME, MAX_QUEUED_FDS, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_SEND_BUFFER_LIMIT_BYTES, HANDSHAKE_MAX_FRAME_BYTES, MAX_BODY_DEPTH,
+    MAX_FDS_PER_FRAME, MAX_QUEUED_FDS, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
 };
 pub use message_type::{MessageType, Peer, ORDERED_QUEUE_TYPES, RESERVED_ORDERED_QUEUE_TYPES};
 pub use messages::{
-    Capabilities, Checkpoint, Complete, Fail, Goodbye, Heartbeat, Hello, Interrupt, Interrupted,
-    Job, Log, LogLevel, Message, Payload, Peek, PeekReply, PeekResult, Progress, ProgressState,
-    Refusal, Shutdown, Snooze, Welcome, WireMessage,
+    Capabilities, Checkpoint, Complete, Fail, Goodbye, Heartbeat, Hello, Interrupt, Interrupted, Job, Log, LogLevel,
+    Message, Payload, Peek, PeekReply, PeekResult, Progress, ProgressState, Refusal, Shutdown, Snooze, Welcome,
+    WireMessage,
 };
 pub use payload::{map_payload, map_payload_unsealed, read_payload, sealed_memfd, PayloadMap};
 pub use transport::{
-    install_worker_fd, recv_with_fds, send_with_fds, socket_pair, worker_socket_from_env,
-    RecvOutcome,
+    install_worker_fd, recv_with_fds, send_with_fds, socket_pair, worker_socket_from_env, RecvOutcome,
 };
 
 /// The protocol version this crate speaks. A worker announces the range it

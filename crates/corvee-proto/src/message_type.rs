@@ -192,13 +192,7 @@ impl MessageType {
     /// Whether this message ends a job's attempt at the worker (every job
     /// gets exactly one of these).
     pub fn is_terminal_reply(self) -> bool {
-        matches!(
-            self,
-            MessageType::Complete
-                | MessageType::Fail
-                | MessageType::Snooze
-                | MessageType::Interrupted
-        )
+        matches!(self, MessageType::Complete | MessageType::Fail | MessageType::Snooze | MessageType::Interrupted)
     }
 }
 

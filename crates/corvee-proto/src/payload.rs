@@ -19,10 +19,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 use crate::PayloadError;
 
 fn io_error(operation: &'static str) -> impl Fn(Errno) -> PayloadError {
-    move |errno| PayloadError::Io {
-        operation,
-        source: io::Error::from(errno),
-    }
+    move |errno| PayloadError::Io { operation, source: io::Error::from(errno) }
 }
 
 /// Creates a memfd holding `bytes`, sealed so that nobody (the creator
@@ -42,10 +39,7 @@ pub fn sealed_memfd(name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
             Err(errno) => return Err(errno.into()),
         }
     }
-    rustix::fs::fcntl_add_seals(
-        &fd,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-    )?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL)?;
     Ok(fd)
 }
 
@@ -82,22 +76,15 @@ pub fn read_payload(fd: impl AsFd, length: u64, max_bytes: u64) -> Result<Vec<u8
     }
     let fd = fd.as_fd();
     check_payload_file(fd, length)?;
-    let length = usize::try_from(length).map_err(|_| PayloadError::TooLarge {
-        length,
-        max_bytes: usize::MAX as u64,
-    })?;
+    let length =
+        usize::try_from(length).map_err(|_| PayloadError::TooLarge { length, max_bytes: usize::MAX as u64 })?;
     let mut bytes = vec![0u8; length];
     let mut read = 0;
     while read < length {
         match rustix::io::pread(fd, &mut bytes[read..], read as u64) {
             // The file shrank after the check: only possible for unsealed
             // files that someone else truncates.
-            Ok(0) => {
-                return Err(PayloadError::TooShort {
-                    length: length as u64,
-                    file_bytes: read as u64,
-                })
-            }
+            Ok(0) => return Err(PayloadError::TooShort { length: length as u64, file_bytes: read as u64 }),
             Ok(count) => read += count,
             Err(Errno::INTR) => continue,
             Err(errno) => return Err(io_error("pread")(errno)),
@@ -122,9 +109,7 @@ unsafe impl Sync for PayloadMap {}
 
 impl fmt::Debug for PayloadMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayloadMap")
-            .field("length", &self.length)
-            .finish_non_exhaustive()
+        f.debug_struct("PayloadMap").field("length", &self.length).finish_non_exhaustive()
     }
 }
 
@@ -164,10 +149,7 @@ pub fn map_payload(fd: impl AsFd, length: u64) -> Result<PayloadMap, PayloadErro
         Err(Errno::INVAL) => SealFlags::empty(),
         Err(errno) => return Err(io_error("fcntl(F_GET_SEALS)")(errno)),
     };
-    let missing = match (
-        seals.contains(SealFlags::WRITE),
-        seals.contains(SealFlags::SHRINK),
-    ) {
+    let missing = match (seals.contains(SealFlags::WRITE), seals.contains(SealFlags::SHRINK)) {
         (true, true) => None,
         (false, true) => Some("writing (F_SEAL_WRITE)"),
         (true, false) => Some("shrinking (F_SEAL_SHRINK)"),
@@ -198,29 +180,15 @@ pub unsafe fn map_payload_unsealed(fd: impl AsFd, length: u64) -> Result<Payload
 ///
 /// The file must hold `length` bytes that do not change while mapped.
 unsafe fn map(fd: impl AsFd, length: u64) -> Result<PayloadMap, PayloadError> {
-    let length = usize::try_from(length).map_err(|_| PayloadError::TooLarge {
-        length,
-        max_bytes: usize::MAX as u64,
-    })?;
+    let length =
+        usize::try_from(length).map_err(|_| PayloadError::TooLarge { length, max_bytes: usize::MAX as u64 })?;
     if length == 0 {
         // mmap refuses empty mappings; an empty payload needs none.
-        return Ok(PayloadMap {
-            address: ptr::null_mut(),
-            length: 0,
-        });
+        return Ok(PayloadMap { address: ptr::null_mut(), length: 0 });
     }
     // SAFETY: a fresh read-only mapping chosen by the kernel; nothing else
     // refers to that address range.
-    let address = unsafe {
-        rustix::mm::mmap(
-            ptr::null_mut(),
-            length,
-            ProtFlags::READ,
-            MapFlags::SHARED,
-            fd,
-            0,
-        )
-    }
-    .map_err(io_error("mmap"))?;
+    let address = unsafe { rustix::mm::mmap(ptr::null_mut(), length, ProtFlags::READ, MapFlags::SHARED, fd, 0) }
+        .map_err(io_error("mmap"))?;
     Ok(PayloadMap { address, length })
 }

@@ -16,13 +16,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::FileType;
 use rustix::io::{Errno, FdFlags, IoSlice, IoSliceMut};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-use crate::{
-    FrameDecoder, SendBuffer, WorkerSocketError, MAX_FDS_PER_FRAME, WORKER_FD, WORKER_FD_ENV,
-};
+use crate::{FrameDecoder, SendBuffer, WorkerSocketError, MAX_FDS_PER_FRAME, WORKER_FD, WORKER_FD_ENV};
 
 /// Room for one frame's fds in a control message.
 const CONTROL_BYTES: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME));
@@ -30,12 +28,7 @@ const CONTROL_BYTES: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME));
 /// A connected pair of Unix stream sockets, both close-on-exec: one for the
 /// supervisor, one to hand to the worker with [`install_worker_fd`].
 pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
+    Ok(rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
 }
 
 /// Places `socket` on fd [`WORKER_FD`] without close-on-exec, so the
@@ -77,15 +70,12 @@ pub unsafe fn worker_socket_from_env() -> Result<OwnedFd, WorkerSocketError> {
         .parse()
         .ok()
         .filter(|fd| *fd >= 0)
-        .ok_or_else(|| WorkerSocketError::NotANumber {
-            value: value.clone().into_owned(),
-        })?;
+        .ok_or_else(|| WorkerSocketError::NotANumber { value: value.clone().into_owned() })?;
     let not_a_socket = |reason: String| WorkerSocketError::NotASocket { fd, reason };
     // SAFETY: the caller guarantees the fd is the inherited socket (or not
     // open, which fstat reports as EBADF).
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat =
-        rustix::fs::fstat(borrowed).map_err(|errno| not_a_socket(format!("fstat: {errno}")))?;
+    let stat = rustix::fs::fstat(borrowed).map_err(|errno| not_a_socket(format!("fstat: {errno}")))?;
     let file_type = FileType::from_raw_mode(stat.st_mode);
     if file_type != FileType::Socket {
         return Err(not_a_socket(format!("it is a {file_type:?}")));
@@ -102,15 +92,8 @@ pub unsafe fn worker_socket_from_env() -> Result<OwnedFd, WorkerSocketError> {
 /// first byte. Panics if fds are given with no bytes or more than
 /// [`MAX_FDS_PER_FRAME`] of them.
 pub fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-    assert!(
-        fds.len() <= MAX_FDS_PER_FRAME,
-        "{} fds in one frame",
-        fds.len()
-    );
-    assert!(
-        fds.is_empty() || !bytes.is_empty(),
-        "fds need at least one byte to travel with"
-    );
+    assert!(fds.len() <= MAX_FDS_PER_FRAME, "{} fds in one frame", fds.len());
+    assert!(fds.is_empty() || !bytes.is_empty(), "fds need at least one byte to travel with");
     let mut space = [MaybeUninit::<u8>::uninit(); CONTROL_BYTES];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() {
@@ -118,12 +101,7 @@ pub fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) ->
         assert!(pushed, "control buffer sized for MAX_FDS_PER_FRAME");
     }
     loop {
-        match rustix::net::sendmsg(
-            &socket,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
+        match rustix::net::sendmsg(&socket, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
             Err(Errno::INTR) => continue,
             result => return Ok(result?),
         }
@@ -144,20 +122,11 @@ pub struct RecvOutcome {
 /// Reads into `buffer` with one `recvmsg` (retrying on EINTR), appending
 /// any fds that arrive to `fds`. Received fds are close-on-exec
 /// (`MSG_CMSG_CLOEXEC`), so no child started meanwhile inherits them.
-pub fn recv_with_fds(
-    socket: impl AsFd,
-    buffer: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<RecvOutcome> {
+pub fn recv_with_fds(socket: impl AsFd, buffer: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<RecvOutcome> {
     let mut space = [MaybeUninit::<u8>::uninit(); CONTROL_BYTES];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let received = loop {
-        match rustix::net::recvmsg(
-            &socket,
-            &mut [IoSliceMut::new(buffer)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
+        match rustix::net::recvmsg(&socket, &mut [IoSliceMut::new(buffer)], &mut control, RecvFlags::CMSG_CLOEXEC) {
             Err(Errno::INTR) => continue,
             result => break result?,
         }
@@ -210,10 +179,7 @@ impl SendBuffer {
         while self.sent < self.bytes.len() {
             let stop = self.next_stop();
             let chunk = &self.bytes[self.sent..stop];
-            let carries_fds = self
-                .pending_fds
-                .front()
-                .is_some_and(|pending| pending.at == self.sent);
+            let carries_fds = self.pending_fds.front().is_some_and(|pending| pending.at == self.sent);
             let written = if carries_fds {
                 let pending = self.pending_fds.front().expect("checked above");
                 let fds: Vec<BorrowedFd<'_>> = pending.fds.iter().map(AsFd::as_fd).collect();

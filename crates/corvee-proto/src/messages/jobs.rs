@@ -61,13 +61,8 @@ impl TryFrom<JobFields> for Job {
     type Error = String;
 
     fn try_from(fields: JobFields) -> Result<Job, String> {
-        let payload = Payload::from_fields(
-            "payload",
-            fields.payload,
-            fields.payload_fd,
-            fields.payload_length,
-        )?
-        .ok_or("a job needs payload or payload_fd")?;
+        let payload = Payload::from_fields("payload", fields.payload, fields.payload_fd, fields.payload_length)?
+            .ok_or("a job needs payload or payload_fd")?;
         Ok(Job {
             job_id: fields.job_id,
             attempt: fields.attempt,
@@ -96,8 +91,7 @@ impl Serialize for Job {
         if let Some(deadline) = &self.deadline_unix_ms {
             map.serialize_field("deadline_unix_ms", deadline)?;
         }
-        self.payload
-            .serialize_fields(&mut map, "payload", "payload_fd", "payload_length")?;
+        self.payload.serialize_fields(&mut map, "payload", "payload_fd", "payload_length")?;
         if let Some(checkpoint) = &self.checkpoint {
             map.serialize_field("checkpoint", &bin::Bin(checkpoint))?;
         }

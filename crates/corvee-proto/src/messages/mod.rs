@@ -13,9 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use jobs::{Interrupt, Job, Peek};
-pub use replies::{
-    Checkpoint, Complete, Fail, Interrupted, Log, PeekReply, PeekResult, Progress, Snooze,
-};
+pub use replies::{Checkpoint, Complete, Fail, Interrupted, Log, PeekReply, PeekResult, Progress, Snooze};
 pub use session::{Goodbye, Heartbeat, Hello, Refusal, Shutdown, Welcome};
 
 use crate::body::decode_body;
@@ -237,9 +235,9 @@ impl Payload {
             (Some(bytes), None, None) => Ok(Some(Payload::Inline(bytes))),
             (None, Some(index), Some(length)) => Ok(Some(Payload::Fd { index, length })),
             (Some(_), Some(_), _) => Err(format!("both {name} and {name}_fd are present")),
-            (Some(_), None, Some(_)) => Err(format!(
-                "{name}_length is present with an inline {name}; it belongs only with {name}_fd"
-            )),
+            (Some(_), None, Some(_)) => {
+                Err(format!("{name}_length is present with an inline {name}; it belongs only with {name}_fd"))
+            }
             (None, Some(_), None) => Err(format!("{name}_fd is present without {name}_length")),
             (None, None, Some(_)) => Err(format!("{name}_length is present without {name}_fd")),
         }
@@ -281,12 +279,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Every capability.
-    pub const ALL: Capabilities = Capabilities {
-        fd_payloads: true,
-        checkpoints: true,
-        peek: true,
-        interrupt: true,
-    };
+    pub const ALL: Capabilities = Capabilities { fd_payloads: true, checkpoints: true, peek: true, interrupt: true };
 
     /// The capabilities both sides have.
     pub fn intersection(self, other: Capabilities) -> Capabilities {
@@ -316,13 +309,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// Every level, most severe first.
-    pub const ALL: [LogLevel; 5] = [
-        LogLevel::Error,
-        LogLevel::Warn,
-        LogLevel::Info,
-        LogLevel::Debug,
-        LogLevel::Trace,
-    ];
+    pub const ALL: [LogLevel; 5] = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
 
     /// The name on the wire.
     pub fn name(self) -> &'static str {

@@ -129,12 +129,7 @@ impl TryFrom<CompleteFields> for Complete {
         Ok(Complete {
             job_id: fields.job_id,
             attempt: fields.attempt,
-            result: Payload::from_fields(
-                "result",
-                fields.result,
-                fields.result_fd,
-                fields.result_length,
-            )?,
+            result: Payload::from_fields("result", fields.result, fields.result_fd, fields.result_length)?,
         })
     }
 }
@@ -284,10 +279,7 @@ impl TryFrom<PeekReplyFields> for PeekReply {
             (Some(_), Some(_)) => return Err("both ok and error are present".to_owned()),
             (None, None) => return Err("a peek reply needs ok or error".to_owned()),
         };
-        Ok(PeekReply {
-            request_id: fields.request_id,
-            result,
-        })
+        Ok(PeekReply { request_id: fields.request_id, result })
     }
 }
 

@@ -7,17 +7,14 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use corvee_proto::{
-    map_payload, read_payload, recv_with_fds, sealed_memfd, send_with_fds, socket_pair, Complete,
-    FrameDecoder, Heartbeat, Job, Message, Payload, PayloadError, Progress, Received, SendBuffer,
-    DEFAULT_MAX_FRAME_BYTES,
+    map_payload, read_payload, recv_with_fds, sealed_memfd, send_with_fds, socket_pair, Complete, FrameDecoder,
+    Heartbeat, Job, Message, Payload, PayloadError, Progress, Received, SendBuffer, DEFAULT_MAX_FRAME_BYTES,
 };
 use rustix::fs::SealFlags;
 use rustix::io::FdFlags;
 
 fn pattern(length: usize, seed: u8) -> Vec<u8> {
-    (0..length)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..length).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 fn job_with_fd_payload(job_id: u64, length: u64) -> Job {
@@ -34,21 +31,11 @@ fn job_with_fd_payload(job_id: u64, length: u64) -> Job {
 }
 
 fn progress(job_id: u64, done: u64) -> Progress {
-    Progress {
-        job_id,
-        attempt: 1,
-        done,
-        total: None,
-        message: None,
-    }
+    Progress { job_id, attempt: 1, done, total: None, message: None }
 }
 
 /// Receives until `count` messages have arrived (blocking socket).
-pub(crate) fn receive(
-    decoder: &mut FrameDecoder,
-    socket: impl AsFd,
-    count: usize,
-) -> Vec<Received> {
+pub(crate) fn receive(decoder: &mut FrameDecoder, socket: impl AsFd, count: usize) -> Vec<Received> {
     let mut received = Vec::new();
     while received.len() < count {
         while let Some(message) = decoder.next_message().unwrap() {
@@ -69,9 +56,7 @@ fn a_sealed_memfd_payload_arrives_readable_sealed_and_close_on_exec() {
     let memfd = sealed_memfd("corvee-test-payload", &payload).unwrap();
     let mut outgoing = SendBuffer::new();
     outgoing.push(&Heartbeat {}, Vec::new()).unwrap();
-    outgoing
-        .push(&job_with_fd_payload(42, payload.len() as u64), vec![memfd])
-        .unwrap();
+    outgoing.push(&job_with_fd_payload(42, payload.len() as u64), vec![memfd]).unwrap();
     outgoing.push(&progress(42, 1), Vec::new()).unwrap();
     outgoing.send_to(&supervisor_end).unwrap();
     assert!(outgoing.is_empty());
@@ -81,11 +66,7 @@ fn a_sealed_memfd_payload_arrives_readable_sealed_and_close_on_exec() {
     assert_eq!(received[0].message, Message::Heartbeat(Heartbeat {}));
     assert_eq!(received[2].message, Message::Progress(progress(42, 1)));
     let job = &mut received[1];
-    let Message::Job(Job {
-        payload: Payload::Fd { index, length },
-        ..
-    }) = job.message.clone()
-    else {
+    let Message::Job(Job { payload: Payload::Fd { index, length }, .. }) = job.message.clone() else {
         panic!("expected a job with an fd payload, got {:?}", job.message);
     };
     assert_eq!(job.fd_count(), 1);
@@ -93,21 +74,12 @@ fn a_sealed_memfd_payload_arrives_readable_sealed_and_close_on_exec() {
     assert!(job.take_fd(index).is_none(), "an fd is taken once");
 
     let fd_flags = rustix::io::fcntl_getfd(&fd).unwrap();
-    assert!(
-        fd_flags.contains(FdFlags::CLOEXEC),
-        "received fds are close-on-exec"
-    );
+    assert!(fd_flags.contains(FdFlags::CLOEXEC), "received fds are close-on-exec");
     let seals = rustix::fs::fcntl_get_seals(&fd).unwrap();
-    assert!(
-        seals.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL),
-        "{seals:?}"
-    );
+    assert!(seals.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL), "{seals:?}");
     assert_eq!(read_payload(&fd, length, 1 << 30).unwrap(), payload);
     assert_eq!(&*map_payload(&fd, length).unwrap(), &payload[..]);
-    assert!(
-        rustix::io::pwrite(&fd, b"x", 0).is_err(),
-        "a sealed payload cannot be written"
-    );
+    assert!(rustix::io::pwrite(&fd, b"x", 0).is_err(), "a sealed payload cannot be written");
     decoder.finish().unwrap();
 }
 
@@ -135,10 +107,7 @@ fn fds_are_matched_to_their_frames_however_the_stream_is_read() {
                     let complete = Complete {
                         job_id: round,
                         attempt: 1,
-                        result: Some(Payload::Fd {
-                            index: 0,
-                            length: bytes.len() as u64,
-                        }),
+                        result: Some(Payload::Fd { index: 0, length: bytes.len() as u64 }),
                     };
                     outgoing.push(&complete, vec![memfd]).unwrap();
                 }
@@ -156,9 +125,7 @@ fn fds_are_matched_to_their_frames_however_the_stream_is_read() {
         for mut message in received {
             let (job_id, length) = match &message.message {
                 Message::Job(job) => (job.job_id, job.payload.len()),
-                Message::Complete(complete) => {
-                    (complete.job_id, complete.result.as_ref().unwrap().len())
-                }
+                Message::Complete(complete) => (complete.job_id, complete.result.as_ref().unwrap().len()),
                 Message::Progress(_) => {
                     assert_eq!(message.fd_count(), 0);
                     continue;
@@ -167,11 +134,7 @@ fn fds_are_matched_to_their_frames_however_the_stream_is_read() {
             };
             let fd = message.take_fd(0).unwrap();
             let bytes = read_payload(&fd, length, 1 << 20).unwrap();
-            assert_eq!(
-                bytes,
-                pattern(100 + job_id as usize, job_id as u8),
-                "round {job_id}"
-            );
+            assert_eq!(bytes, pattern(100 + job_id as usize, job_id as u8), "round {job_id}");
             fd_messages += 1;
         }
         assert_eq!(fd_messages, rounds);
@@ -195,9 +158,7 @@ fn an_fd_no_frame_announces_is_closed_and_reported() {
     let (sender_end, receiver_end) = socket_pair().unwrap();
     let (probe, probe_peer) = socket_pair().unwrap();
     let mut frame = Vec::new();
-    Message::Heartbeat(Heartbeat {})
-        .encode_into(&mut frame, DEFAULT_MAX_FRAME_BYTES)
-        .unwrap();
+    Message::Heartbeat(Heartbeat {}).encode_into(&mut frame, DEFAULT_MAX_FRAME_BYTES).unwrap();
     send_with_fds(&sender_end, &frame, &[probe_peer.as_fd()]).unwrap();
     drop(probe_peer);
     assert!(!peer_closed(&probe), "the fd is in flight, still open");
@@ -213,23 +174,14 @@ fn an_fd_no_frame_announces_is_closed_and_reported() {
 fn more_fds_than_a_frame_may_carry_are_cut_off_by_the_kernel_and_reported() {
     let (sender_end, receiver_end) = socket_pair().unwrap();
     let mut frame = Vec::new();
-    Message::Heartbeat(Heartbeat {})
-        .encode_into(&mut frame, DEFAULT_MAX_FRAME_BYTES)
-        .unwrap();
-    let extra: Vec<OwnedFd> = (0..12)
-        .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
-        .collect();
+    Message::Heartbeat(Heartbeat {}).encode_into(&mut frame, DEFAULT_MAX_FRAME_BYTES).unwrap();
+    let extra: Vec<OwnedFd> = (0..12).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap())).collect();
     let borrowed: Vec<_> = extra.iter().map(AsFd::as_fd).collect();
     let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(12))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
     assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)));
-    rustix::net::sendmsg(
-        &sender_end,
-        &[io::IoSlice::new(&frame)],
-        &mut control,
-        rustix::net::SendFlags::empty(),
-    )
-    .unwrap();
+    rustix::net::sendmsg(&sender_end, &[io::IoSlice::new(&frame)], &mut control, rustix::net::SendFlags::empty())
+        .unwrap();
 
     let mut buffer = [0u8; 64];
     let mut fds = Vec::new();
@@ -247,13 +199,7 @@ fn sendmsg_again(socket: &OwnedFd, frame: &[u8], fds: &[std::os::fd::BorrowedFd<
     let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(12))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
     assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(fds)));
-    rustix::net::sendmsg(
-        socket,
-        &[io::IoSlice::new(frame)],
-        &mut control,
-        rustix::net::SendFlags::empty(),
-    )
-    .unwrap();
+    rustix::net::sendmsg(socket, &[io::IoSlice::new(frame)], &mut control, rustix::net::SendFlags::empty()).unwrap();
 }
 
 #[test]
@@ -269,9 +215,7 @@ fn a_full_nonblocking_socket_reports_would_block_and_sending_resumes() {
     for done in 0..total {
         if done == with_fd {
             let memfd = sealed_memfd("corvee-test", &payload).unwrap();
-            outgoing
-                .push(&job_with_fd_payload(1, payload.len() as u64), vec![memfd])
-                .unwrap();
+            outgoing.push(&job_with_fd_payload(1, payload.len() as u64), vec![memfd]).unwrap();
         }
         outgoing.push(&progress(1, done), Vec::new()).unwrap();
     }
@@ -299,10 +243,7 @@ fn a_full_nonblocking_socket_reports_would_block_and_sending_resumes() {
             break;
         }
     }
-    assert!(
-        would_block > 0,
-        "the socket buffer never filled; the test proves nothing"
-    );
+    assert!(would_block > 0, "the socket buffer never filled; the test proves nothing");
     let mut next_done = 0;
     for mut message in messages {
         match &message.message {
@@ -350,10 +291,7 @@ fn a_peer_that_has_gone_shows_as_a_broken_pipe_not_a_signal() {
 fn check_payload_refused(fd: impl AsFd, length: u64, expected: &str) {
     let error = read_payload(&fd, length, 1 << 20).unwrap_err();
     let text = error.to_string();
-    assert!(
-        text.contains(expected),
-        "{text:?} should mention {expected:?}"
-    );
+    assert!(text.contains(expected), "{text:?} should mention {expected:?}");
 }
 
 #[test]

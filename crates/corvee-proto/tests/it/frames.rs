@@ -5,9 +5,8 @@
 use std::os::fd::OwnedFd;
 
 use corvee_proto::{
-    DecodeError, EncodeError, FrameDecoder, Heartbeat, Message, MessageType, Peer, Progress,
-    SendBuffer, DEFAULT_MAX_FRAME_BYTES, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES,
-    PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
+    DecodeError, EncodeError, FrameDecoder, Heartbeat, Message, MessageType, Peer, Progress, SendBuffer,
+    DEFAULT_MAX_FRAME_BYTES, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
 };
 
 use crate::samples::{encode, frame, header, placeholder_fds, samples};
@@ -46,11 +45,7 @@ fn every_sample_split_at_every_offset_decodes_to_exactly_one_message() {
                 messages.push(received.message);
             }
             if split < bytes.len() {
-                assert!(
-                    messages.is_empty(),
-                    "{}: a message before all bytes",
-                    sample.name
-                );
+                assert!(messages.is_empty(), "{}: a message before all bytes", sample.name);
             }
             decoder.feed(&bytes[split..]);
             if split == 0 {
@@ -60,12 +55,7 @@ fn every_sample_split_at_every_offset_decodes_to_exactly_one_message() {
                 messages.push(received.message);
             }
             decoder.finish().unwrap();
-            assert_eq!(
-                messages,
-                std::slice::from_ref(&sample.message),
-                "{} split at {split}",
-                sample.name
-            );
+            assert_eq!(messages, std::slice::from_ref(&sample.message), "{} split at {split}", sample.name);
         }
     }
 }
@@ -108,13 +98,7 @@ fn all_samples_in_one_buffer_decode_in_order() {
 #[test]
 fn two_messages_in_one_buffer_decode_to_two() {
     let first = Message::Heartbeat(Heartbeat {});
-    let second = Message::Progress(Progress {
-        job_id: 5,
-        attempt: 1,
-        done: 1,
-        total: None,
-        message: None,
-    });
+    let second = Message::Progress(Progress { job_id: 5, attempt: 1, done: 1, total: None, message: None });
     let mut bytes = encode(&first);
     bytes.extend(encode(&second));
     assert_eq!(decode_all(&bytes, Vec::new()).unwrap(), [first, second]);
@@ -129,11 +113,7 @@ fn a_header_announcing_4_gib_is_rejected_without_allocating() {
     assert!(room <= 2 * READ_CHUNK_BYTES, "read buffer of {room} bytes");
     let error = decoder.next_frame().unwrap_err();
     match &error {
-        DecodeError::FrameTooLarge {
-            code,
-            frame_bytes,
-            max_frame_bytes,
-        } => {
+        DecodeError::FrameTooLarge { code, frame_bytes, max_frame_bytes } => {
             assert_eq!(*code, MessageType::Job.code());
             assert_eq!(*frame_bytes, u64::from(u32::MAX) + HEADER_BYTES as u64);
             assert_eq!(*max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
@@ -141,19 +121,13 @@ fn a_header_announcing_4_gib_is_rejected_without_allocating() {
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
     let text = error.to_string();
-    assert!(
-        text.contains("4294967307 bytes") && text.contains("1048576"),
-        "{text}"
-    );
+    assert!(text.contains("4294967307 bytes") && text.contains("1048576"), "{text}");
     assert!(
         decoder.buffer_capacity() <= 2 * READ_CHUNK_BYTES,
         "the decoder grew its buffer to {} bytes",
         decoder.buffer_capacity()
     );
-    assert!(matches!(
-        decoder.next_frame(),
-        Err(DecodeError::Poisoned { .. })
-    ));
+    assert!(matches!(decoder.next_frame(), Err(DecodeError::Poisoned { .. })));
 }
 
 #[test]
@@ -162,36 +136,22 @@ fn the_size_limit_counts_the_header_and_is_inclusive() {
     let body_at_limit = limit - HEADER_BYTES as u32;
     let mut decoder = FrameDecoder::new(limit);
     decoder.feed(&header(MessageType::Heartbeat.code(), body_at_limit, 0, 0));
-    assert!(
-        decoder.next_frame().unwrap().is_none(),
-        "waits for the body"
-    );
+    assert!(decoder.next_frame().unwrap().is_none(), "waits for the body");
 
     let mut decoder = FrameDecoder::new(limit);
-    decoder.feed(&header(
-        MessageType::Heartbeat.code(),
-        body_at_limit + 1,
-        0,
-        0,
-    ));
+    decoder.feed(&header(MessageType::Heartbeat.code(), body_at_limit + 1, 0, 0));
     assert_eq!(decoder.next_frame().unwrap_err().kind(), "frame_too_large");
 }
 
 #[test]
 fn the_encoder_refuses_frames_over_the_peer_limit_and_leaves_the_buffer_as_it_was() {
-    let big = corvee_proto::Checkpoint {
-        job_id: 1,
-        attempt: 1,
-        checkpoint: vec![0; HANDSHAKE_MAX_FRAME_BYTES as usize],
-    };
+    let big =
+        corvee_proto::Checkpoint { job_id: 1, attempt: 1, checkpoint: vec![0; HANDSHAKE_MAX_FRAME_BYTES as usize] };
     let mut outgoing = SendBuffer::new();
     outgoing.push(&Heartbeat {}, Vec::new()).unwrap();
     let before = outgoing.unsent().to_vec();
     let error = outgoing.push(&big, Vec::new()).unwrap_err();
-    assert!(
-        matches!(error, EncodeError::FrameTooLarge { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, EncodeError::FrameTooLarge { .. }), "{error}");
     assert_eq!(outgoing.unsent(), before);
     // After the handshake raises the peer's limit the same message fits.
     outgoing.set_peer_max_frame_bytes(DEFAULT_MAX_FRAME_BYTES);
@@ -200,13 +160,7 @@ fn the_encoder_refuses_frames_over_the_peer_limit_and_leaves_the_buffer_as_it_wa
 
 #[test]
 fn the_send_buffer_reuses_its_memory_once_drained() {
-    let progress = Progress {
-        job_id: 1,
-        attempt: 1,
-        done: 10,
-        total: Some(100),
-        message: None,
-    };
+    let progress = Progress { job_id: 1, attempt: 1, done: 10, total: Some(100), message: None };
     let mut outgoing = SendBuffer::new();
     for _ in 0..64 {
         outgoing.push(&progress, Vec::new()).unwrap();
@@ -228,10 +182,7 @@ fn the_send_buffer_refuses_frames_beyond_its_limit() {
         outgoing.push(&Heartbeat {}, Vec::new()).unwrap();
     }
     let error = outgoing.push(&Heartbeat {}, Vec::new()).unwrap_err();
-    assert!(
-        matches!(error, EncodeError::SendBufferFull { .. }),
-        "{error}"
-    );
+    assert!(matches!(error, EncodeError::SendBufferFull { .. }), "{error}");
 }
 
 #[test]
@@ -252,16 +203,7 @@ fn a_frame_cut_short_by_eof_is_an_error() {
     decoder.feed(&bytes[..5]);
     assert!(decoder.next_frame().unwrap().is_none());
     let error = decoder.finish().unwrap_err();
-    assert!(
-        matches!(
-            error,
-            DecodeError::TruncatedFrame {
-                buffered: 5,
-                expected: None
-            }
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, DecodeError::TruncatedFrame { buffered: 5, expected: None }), "{error:?}");
     assert!(error.to_string().contains("5 bytes of a header"), "{error}");
 }
 
@@ -277,24 +219,18 @@ fn a_clean_eof_between_frames_is_fine() {
 /// Feeds `bytes` (and `fd_count` placeholder fds), decodes until an error,
 /// and checks its kind and that its message mentions `mentions`.
 fn check_rejected(bytes: &[u8], fd_count: usize, kind: &str, mentions: &str) {
-    let fds = (0..fd_count)
-        .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
-        .collect();
+    let fds = (0..fd_count).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap())).collect();
     let error = decode_all(bytes, fds).expect_err("garbage must be rejected");
     assert_eq!(error.kind(), kind, "{error}");
     let text = error.to_string();
-    assert!(
-        text.contains(mentions),
-        "{text:?} should mention {mentions:?}"
-    );
+    assert!(text.contains(mentions), "{text:?} should mention {mentions:?}");
 }
 
 #[test]
 fn garbage_is_rejected_with_a_named_error() {
     let heartbeat_body = [0x80];
-    let progress_without_attempt = [
-        0x82, 0xa6, b'j', b'o', b'b', b'_', b'i', b'd', 0x01, 0xa4, b'd', b'o', b'n', b'e', 0x00,
-    ];
+    let progress_without_attempt =
+        [0x82, 0xa6, b'j', b'o', b'b', b'_', b'i', b'd', 0x01, 0xa4, b'd', b'o', b'n', b'e', 0x00];
     // A checkpoint whose bytes are written as str instead of bin.
     let mut checkpoint_as_str = vec![0x83];
     for (key, value) in [("job_id", 1u8), ("attempt", 1u8)] {
@@ -308,90 +244,25 @@ fn garbage_is_rejected_with_a_named_error() {
     let fail_attempt_zero = encode_unchecked_fail_with_attempt_zero();
 
     check_rejected(b"hello world, I am a log line\n", 0, "bad_magic", "68 65");
-    check_rejected(
-        &frame(0x0042, &heartbeat_body),
-        0,
-        "unknown_message_type",
-        "0x0042",
-    );
-    check_rejected(
-        &frame(0x0100, &heartbeat_body),
-        0,
-        "reserved_message_type",
-        "event",
-    );
-    check_rejected(
-        &frame(0x01ff, &heartbeat_body),
-        0,
-        "reserved_message_type",
-        "0x01ff",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x91, 0x01]),
-        0,
-        "malformed_body",
-        "must be a map",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x80, 0xc0]),
-        0,
-        "malformed_body",
-        "1 bytes follow",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x81, 0x01, 0x02]),
-        0,
-        "malformed_body",
-        "keys must be strings",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x81, 0xa1, b'x', 0xd4, 0x01, 0x02]),
-        0,
-        "malformed_body",
-        "ext",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x81, 0xa1, b'x', 0xc1]),
-        0,
-        "malformed_body",
-        "0xc1",
-    );
-    check_rejected(
-        &frame(0x0004, &[0x81, 0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff]),
-        0,
-        "malformed_body",
-        "needs",
-    );
-    check_rejected(
-        &frame(0x0004, &deep_body(40)),
-        0,
-        "malformed_body",
-        "deeper than 32",
-    );
+    check_rejected(&frame(0x0042, &heartbeat_body), 0, "unknown_message_type", "0x0042");
+    check_rejected(&frame(0x0100, &heartbeat_body), 0, "reserved_message_type", "event");
+    check_rejected(&frame(0x01ff, &heartbeat_body), 0, "reserved_message_type", "0x01ff");
+    check_rejected(&frame(0x0004, &[0x91, 0x01]), 0, "malformed_body", "must be a map");
+    check_rejected(&frame(0x0004, &[0x80, 0xc0]), 0, "malformed_body", "1 bytes follow");
+    check_rejected(&frame(0x0004, &[0x81, 0x01, 0x02]), 0, "malformed_body", "keys must be strings");
+    check_rejected(&frame(0x0004, &[0x81, 0xa1, b'x', 0xd4, 0x01, 0x02]), 0, "malformed_body", "ext");
+    check_rejected(&frame(0x0004, &[0x81, 0xa1, b'x', 0xc1]), 0, "malformed_body", "0xc1");
+    check_rejected(&frame(0x0004, &[0x81, 0xa1, b'x', 0xdd, 0xff, 0xff, 0xff, 0xff]), 0, "malformed_body", "needs");
+    check_rejected(&frame(0x0004, &deep_body(40)), 0, "malformed_body", "deeper than 32");
     check_rejected(
         &frame(0x0004, &[0x82, 0xa1, b'x', 0x01, 0xd9, 0x01, b'x', 0x02]),
         0,
         "malformed_body",
         "the key \"x\" appears twice",
     );
-    check_rejected(
-        &frame(0x0004, &[0x81, 0xa1, b'x', 0xa1, 0xff]),
-        0,
-        "malformed_body",
-        "not UTF-8",
-    );
-    check_rejected(
-        &frame(0x0020, &progress_without_attempt),
-        0,
-        "bad_body",
-        "progress (0x0020)",
-    );
-    check_rejected(
-        &frame(0x0020, &progress_without_attempt),
-        0,
-        "bad_body",
-        "attempt",
-    );
+    check_rejected(&frame(0x0004, &[0x81, 0xa1, b'x', 0xa1, 0xff]), 0, "malformed_body", "not UTF-8");
+    check_rejected(&frame(0x0020, &progress_without_attempt), 0, "bad_body", "progress (0x0020)");
+    check_rejected(&frame(0x0020, &progress_without_attempt), 0, "bad_body", "attempt");
     check_rejected(&frame(0x0021, &checkpoint_as_str), 0, "bad_body", "bin");
     check_rejected(&fail_attempt_zero, 0, "invalid_message", "attempt is 0");
     let mut flagged = header(0x0004, 1, 0x01, 0);
@@ -418,11 +289,7 @@ fn deep_body(depth: usize) -> Vec<u8> {
 
 fn encode_unchecked_fail_with_attempt_zero() -> Vec<u8> {
     let mut body = vec![0x84];
-    for (key, value) in [
-        ("job_id", &[0x01][..]),
-        ("attempt", &[0x00]),
-        ("retryable", &[0xc2]),
-    ] {
+    for (key, value) in [("job_id", &[0x01][..]), ("attempt", &[0x00]), ("retryable", &[0xc2])] {
         body.push(0xa0 | key.len() as u8);
         body.extend_from_slice(key.as_bytes());
         body.extend_from_slice(value);
@@ -437,24 +304,10 @@ fn encode_unchecked_fail_with_attempt_zero() -> Vec<u8> {
 #[test]
 fn fds_that_do_not_match_their_frames_are_rejected() {
     // A frame announcing one fd that arrived without it.
-    let job_with_fd = samples()
-        .into_iter()
-        .find(|sample| sample.name == "job-payload-fd")
-        .unwrap()
-        .message;
-    check_rejected(
-        &encode(&job_with_fd),
-        0,
-        "missing_fds",
-        "1 file descriptors",
-    );
+    let job_with_fd = samples().into_iter().find(|sample| sample.name == "job-payload-fd").unwrap().message;
+    check_rejected(&encode(&job_with_fd), 0, "missing_fds", "1 file descriptors");
     // An fd with a frame that announces none.
-    check_rejected(
-        &encode(&Message::Heartbeat(Heartbeat {})),
-        1,
-        "unexpected_fds",
-        "1 file",
-    );
+    check_rejected(&encode(&Message::Heartbeat(Heartbeat {})), 1, "unexpected_fds", "1 file");
     // An fd that arrived with no frame at all.
     check_rejected(&[], 1, "unexpected_fds", "no frame");
     // A frame with one fd whose body refers to none.
@@ -478,12 +331,7 @@ fn a_receiver_rejects_messages_of_its_own_side() {
     decoder.feed(&encode(&Message::Heartbeat(Heartbeat {})));
     let error = decoder.next_frame().unwrap_err();
     assert_eq!(error.kind(), "wrong_direction");
-    assert!(
-        error
-            .to_string()
-            .contains("heartbeat (0x0004) is sent by the worker"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("heartbeat (0x0004) is sent by the worker"), "{error}");
 
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES).receiving_as(Peer::Supervisor);
     decoder.feed(&encode(&Message::Heartbeat(Heartbeat {})));
@@ -504,57 +352,27 @@ fn unknown_keys_are_ignored_wherever_they_appear() {
     body.extend_from_slice(&[0xa4, b'd', b'o', b'n', b'e', 0x07]);
     body.extend_from_slice(&[0xa7, b'a', b'n', b'o', b't', b'h', b'e', b'r', 0xfd]);
     let decoded = decode_all(&frame(MessageType::Progress.code(), &body), Vec::new()).unwrap();
-    assert_eq!(
-        decoded,
-        [Message::Progress(Progress {
-            job_id: 5,
-            attempt: 2,
-            done: 7,
-            total: None,
-            message: None,
-        })]
-    );
+    assert_eq!(decoded, [Message::Progress(Progress { job_id: 5, attempt: 2, done: 7, total: None, message: None })]);
 }
 
 #[test]
 fn nil_is_read_as_an_absent_optional_field() {
     // progress {job_id: 1, attempt: 1, done: 0, total: nil, message: nil}
     let mut body = vec![0x85];
-    for (key, value) in [
-        ("job_id", 0x01u8),
-        ("attempt", 0x01),
-        ("done", 0x00),
-        ("total", 0xc0),
-        ("message", 0xc0),
-    ] {
+    for (key, value) in [("job_id", 0x01u8), ("attempt", 0x01), ("done", 0x00), ("total", 0xc0), ("message", 0xc0)] {
         body.push(0xa0 | key.len() as u8);
         body.extend_from_slice(key.as_bytes());
         body.push(value);
     }
     let decoded = decode_all(&frame(MessageType::Progress.code(), &body), Vec::new()).unwrap();
-    assert_eq!(
-        decoded,
-        [Message::Progress(Progress {
-            job_id: 1,
-            attempt: 1,
-            done: 0,
-            total: None,
-            message: None,
-        })]
-    );
+    assert_eq!(decoded, [Message::Progress(Progress { job_id: 1, attempt: 1, done: 0, total: None, message: None })]);
 }
 
 #[test]
 fn message_types_name_themselves_and_their_sender() {
     for message_type in MessageType::ALL {
-        assert_eq!(
-            MessageType::from_code(message_type.code()).unwrap(),
-            message_type
-        );
-        assert_eq!(
-            MessageType::from_name(message_type.name()),
-            Some(message_type)
-        );
+        assert_eq!(MessageType::from_code(message_type.code()).unwrap(), message_type);
+        assert_eq!(MessageType::from_name(message_type.name()), Some(message_type));
     }
     assert_eq!(MessageType::Job.sender(), Peer::Supervisor);
     assert_eq!(MessageType::Complete.sender(), Peer::Worker);
@@ -578,10 +396,5 @@ fn duplicate_keys_are_found_in_maps_of_any_size() {
         frame(MessageType::Heartbeat.code(), &body)
     };
     assert_eq!(decode_all(&map(false), Vec::new()).unwrap().len(), 1);
-    check_rejected(
-        &map(true),
-        0,
-        "malformed_body",
-        "the key \"k3\" appears twice",
-    );
+    check_rejected(&map(true), 0, "malformed_body", "the key \"k3\" appears twice");
 }

@@ -38,15 +38,8 @@ struct InvalidVector {
 
 fn invalid_vectors() -> Vec<InvalidVector> {
     let samples = samples();
-    let sample = |name: &str| {
-        encode(
-            &samples
-                .iter()
-                .find(|sample| sample.name == name)
-                .expect("sample exists")
-                .message,
-        )
-    };
+    let sample =
+        |name: &str| encode(&samples.iter().find(|sample| sample.name == name).expect("sample exists").message);
     let mut unknown_flag = frame(MessageType::Heartbeat.code(), &[0x80]);
     unknown_flag[8] = 0x01;
     let mut unreferenced_fd = frame(MessageType::Heartbeat.code(), &[0x80]);
@@ -133,20 +126,14 @@ fn invalid_vectors() -> Vec<InvalidVector> {
         },
         InvalidVector {
             name: "ext-value",
-            bytes: frame(
-                MessageType::Heartbeat.code(),
-                &map_body(&[("x", &[0xd4, 0x01, 0x02])]),
-            ),
+            bytes: frame(MessageType::Heartbeat.code(), &map_body(&[("x", &[0xd4, 0x01, 0x02])])),
             fds_supplied: 0,
             error: "malformed_body",
             note: "an unknown field holds a MessagePack ext value",
         },
         InvalidVector {
             name: "missing-field",
-            bytes: frame(
-                MessageType::Progress.code(),
-                &map_body(&[("job_id", &[0x01]), ("done", &[0x00])]),
-            ),
+            bytes: frame(MessageType::Progress.code(), &map_body(&[("job_id", &[0x01]), ("done", &[0x00])])),
             fds_supplied: 0,
             error: "bad_body",
             note: "a progress message without its attempt",
@@ -155,11 +142,7 @@ fn invalid_vectors() -> Vec<InvalidVector> {
             name: "bin-written-as-str",
             bytes: frame(
                 MessageType::Checkpoint.code(),
-                &map_body(&[
-                    ("job_id", &[0x01]),
-                    ("attempt", &[0x01]),
-                    ("checkpoint", b"\xa2hi"),
-                ]),
+                &map_body(&[("job_id", &[0x01]), ("attempt", &[0x01]), ("checkpoint", b"\xa2hi")]),
             ),
             fds_supplied: 0,
             error: "bad_body",
@@ -176,12 +159,7 @@ fn invalid_vectors() -> Vec<InvalidVector> {
             name: "attempt-zero",
             bytes: frame(
                 MessageType::Fail.code(),
-                &map_body(&[
-                    ("job_id", &[0x01]),
-                    ("attempt", &[0x00]),
-                    ("error", b"\xa4oops"),
-                    ("retryable", &[0xc2]),
-                ]),
+                &map_body(&[("job_id", &[0x01]), ("attempt", &[0x00]), ("error", b"\xa4oops"), ("retryable", &[0xc2])]),
             ),
             fds_supplied: 0,
             error: "invalid_message",
@@ -273,8 +251,8 @@ impl<'de> Visitor<'de> for JsonVisitor {
 }
 
 fn body_as_json(frame: &[u8]) -> Value {
-    let JsonView(value) = rmp_serde::from_slice(&frame[corvee_proto::HEADER_BYTES..])
-        .expect("a sample body is valid MessagePack");
+    let JsonView(value) =
+        rmp_serde::from_slice(&frame[corvee_proto::HEADER_BYTES..]).expect("a sample body is valid MessagePack");
     value
 }
 
@@ -327,18 +305,10 @@ fn regenerate() {
         std::fs::remove_file(dir.join(stale)).unwrap();
     }
     for sample in samples() {
-        std::fs::write(
-            dir.join(format!("{}.bin", sample.name)),
-            encode(&sample.message),
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("{}.bin", sample.name)), encode(&sample.message)).unwrap();
     }
     for vector in invalid_vectors() {
-        std::fs::write(
-            dir.join(format!("invalid/{}.bin", vector.name)),
-            &vector.bytes,
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("invalid/{}.bin", vector.name)), &vector.bytes).unwrap();
     }
     let mut text = serde_json::to_string_pretty(&expected_manifest()).unwrap();
     text.push('\n');
@@ -363,9 +333,7 @@ fn list_bin_files(dir: &Path) -> BTreeSet<String> {
 }
 
 fn placeholder(count: usize) -> Vec<OwnedFd> {
-    (0..count)
-        .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
-        .collect()
+    (0..count).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap())).collect()
 }
 
 const REGENERATE_HINT: &str = "if the change is intended, regenerate the vectors with \
@@ -399,16 +367,9 @@ fn golden_vectors_decode_to_the_samples_and_re_encode_byte_for_byte() {
             .unwrap_or_else(|error| panic!("{file}: {error}"))
             .unwrap_or_else(|| panic!("{file} is not a whole frame"));
         decoder.finish().unwrap();
-        assert_eq!(
-            received.message, sample.message,
-            "{file}: {REGENERATE_HINT}"
-        );
+        assert_eq!(received.message, sample.message, "{file}: {REGENERATE_HINT}");
         assert_eq!(received.fd_count(), fd_count, "{file}");
-        assert_eq!(
-            encode(&received.message),
-            bytes,
-            "{file} does not re-encode byte for byte"
-        );
+        assert_eq!(encode(&received.message), bytes, "{file} does not re-encode byte for byte");
         listed.insert(file);
     }
     for vector in invalid_vectors() {
@@ -426,9 +387,5 @@ fn golden_vectors_decode_to_the_samples_and_re_encode_byte_for_byte() {
         assert_eq!(error.kind(), vector.error, "{file}: {error}");
         listed.insert(file);
     }
-    assert_eq!(
-        list_bin_files(&dir),
-        listed,
-        "docs/protocol holds .bin files that no vector lists"
-    );
+    assert_eq!(list_bin_files(&dir), listed, "docs/protocol holds .bin files that no vector lists");
 }

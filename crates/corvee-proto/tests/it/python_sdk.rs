@@ -11,9 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corvee_proto::{
-    install_worker_fd, read_payload, sealed_memfd, socket_pair, Capabilities, FrameDecoder, Job,
-    LogLevel, Message, Payload, Peer, SendBuffer, Shutdown, Welcome, DEFAULT_MAX_FRAME_BYTES,
-    PROTOCOL_VERSION, WORKER_FD, WORKER_FD_ENV,
+    install_worker_fd, read_payload, sealed_memfd, socket_pair, Capabilities, FrameDecoder, Job, LogLevel, Message,
+    Payload, Peer, SendBuffer, Shutdown, Welcome, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, WORKER_FD, WORKER_FD_ENV,
 };
 use rustix::io::FdFlags;
 
@@ -26,9 +25,7 @@ fn sdk_dir() -> PathBuf {
 
 fn python() -> Command {
     let mut command = Command::new("python3");
-    command
-        .current_dir(sdk_dir())
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+    command.current_dir(sdk_dir()).env("PYTHONDONTWRITEBYTECODE", "1");
     command
 }
 
@@ -40,10 +37,7 @@ fn the_python_sdk_unit_tests_pass() {
         .output()
         .expect("python3 (3.11 or newer) is needed to test the Python SDK");
     let report = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the Python SDK tests failed:\n{report}"
-    );
+    assert!(output.status.success(), "the Python SDK tests failed:\n{report}");
     let ran: usize = report
         .lines()
         .find_map(|line| line.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
@@ -73,9 +67,7 @@ fn a_python_worker_process_speaks_the_protocol_with_the_rust_codec() {
     unsafe {
         command.pre_exec(move || install_worker_fd(BorrowedFd::borrow_raw(worker_raw)));
     }
-    let mut child = command
-        .spawn()
-        .expect("python3 (3.11 or newer) is needed to test the Python SDK");
+    let mut child = command.spawn().expect("python3 (3.11 or newer) is needed to test the Python SDK");
     drop(worker_end);
 
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES).receiving_as(Peer::Supervisor);
@@ -85,11 +77,7 @@ fn a_python_worker_process_speaks_the_protocol_with_the_rust_codec() {
         panic!("expected hello, got {:?}", hello.message);
     };
     assert_eq!(hello.worker_name, "python-echo");
-    assert!(hello
-        .sdk
-        .as_deref()
-        .unwrap()
-        .starts_with("corvee-worker-python"));
+    assert!(hello.sdk.as_deref().unwrap().starts_with("corvee-worker-python"));
     outgoing.set_peer_max_frame_bytes(hello.max_frame_bytes);
     let welcome = Welcome {
         protocol_version: PROTOCOL_VERSION,
@@ -116,19 +104,9 @@ fn a_python_worker_process_speaks_the_protocol_with_the_rust_codec() {
         checkpoint: None,
         progress: None,
     };
-    outgoing
-        .push(&job(10, Payload::Inline(inline.clone())), Vec::new())
-        .unwrap();
-    let large_payload = Payload::Fd {
-        index: 0,
-        length: large.len() as u64,
-    };
-    outgoing
-        .push(
-            &job(11, large_payload),
-            vec![sealed_memfd("job-11", &large).unwrap()],
-        )
-        .unwrap();
+    outgoing.push(&job(10, Payload::Inline(inline.clone())), Vec::new()).unwrap();
+    let large_payload = Payload::Fd { index: 0, length: large.len() as u64 };
+    outgoing.push(&job(11, large_payload), vec![sealed_memfd("job-11", &large).unwrap()]).unwrap();
     outgoing.send_to(&supervisor_end).unwrap();
 
     // Each job gets progress, checkpoint, log and then its terminal reply;
@@ -155,10 +133,7 @@ fn a_python_worker_process_speaks_the_protocol_with_the_rust_codec() {
                 results.insert(job_id, bytes);
             }
             Message::Progress(_) | Message::Checkpoint(_) => {}
-            other => panic!(
-                "unexpected {other:?}; worker stderr:\n{}",
-                stderr_of(&mut child)
-            ),
+            other => panic!("unexpected {other:?}; worker stderr:\n{}", stderr_of(&mut child)),
         }
     }
     for job_id in [10, 11] {
@@ -168,32 +143,14 @@ fn a_python_worker_process_speaks_the_protocol_with_the_rust_codec() {
     assert_eq!(results[&10], reversed(&inline));
     assert!(results[&11] == reversed(&large), "the 8 MiB result differs");
 
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let shutdown = Shutdown {
-        deadline_unix_ms: now_ms + 10_000,
-        reason: "test_over".into(),
-    };
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let shutdown = Shutdown { deadline_unix_ms: now_ms + 10_000, reason: "test_over".into() };
     outgoing.push(&shutdown, Vec::new()).unwrap();
     outgoing.send_to(&supervisor_end).unwrap();
     let goodbye = receive(&mut decoder, &supervisor_end, 1).remove(0);
-    assert!(
-        matches!(goodbye.message, Message::Goodbye(_)),
-        "{:?}",
-        goodbye.message
-    );
-    assert_eq!(
-        decoder.recv_from(&supervisor_end).unwrap(),
-        0,
-        "EOF after goodbye"
-    );
+    assert!(matches!(goodbye.message, Message::Goodbye(_)), "{:?}", goodbye.message);
+    assert_eq!(decoder.recv_from(&supervisor_end).unwrap(), 0, "EOF after goodbye");
     decoder.finish().unwrap();
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "python worker: {status}\n{}",
-        stderr_of(&mut child)
-    );
+    assert!(status.success(), "python worker: {status}\n{}", stderr_of(&mut child));
 }

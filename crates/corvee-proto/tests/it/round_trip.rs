@@ -3,10 +3,10 @@
 //! its bound.
 
 use corvee_proto::{
-    Capabilities, Checkpoint, Complete, EncodeError, Fail, FrameDecoder, Goodbye, Heartbeat, Hello,
-    Interrupt, Interrupted, Job, Log, LogLevel, Message, MessageType, Payload, Peek, PeekReply,
-    PeekResult, Progress, ProgressState, Refusal, SendBuffer, Shutdown, Snooze, Welcome,
-    HANDSHAKE_MAX_FRAME_BYTES, PROTOCOL_MAX_FRAME_BYTES, READ_CHUNK_BYTES,
+    Capabilities, Checkpoint, Complete, EncodeError, Fail, FrameDecoder, Goodbye, Heartbeat, Hello, Interrupt,
+    Interrupted, Job, Log, LogLevel, Message, MessageType, Payload, Peek, PeekReply, PeekResult, Progress,
+    ProgressState, Refusal, SendBuffer, Shutdown, Snooze, Welcome, HANDSHAKE_MAX_FRAME_BYTES, PROTOCOL_MAX_FRAME_BYTES,
+    READ_CHUNK_BYTES,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -28,20 +28,15 @@ fn attempt() -> impl Strategy<Value = u32> {
 }
 
 fn payload() -> impl Strategy<Value = Payload> {
-    prop_oneof![
-        bytes().prop_map(Payload::Inline),
-        any::<u64>().prop_map(|length| Payload::Fd { index: 0, length }),
-    ]
+    prop_oneof![bytes().prop_map(Payload::Inline), any::<u64>().prop_map(|length| Payload::Fd { index: 0, length }),]
 }
 
 fn progress_state() -> impl Strategy<Value = ProgressState> {
-    (any::<u64>(), option::of(any::<u64>()), option::of(text())).prop_map(
-        |(done, total, message)| ProgressState {
-            done,
-            total,
-            message,
-        },
-    )
+    (any::<u64>(), option::of(any::<u64>()), option::of(text())).prop_map(|(done, total, message)| ProgressState {
+        done,
+        total,
+        message,
+    })
 }
 
 fn capabilities() -> impl Strategy<Value = Capabilities> {
@@ -68,37 +63,21 @@ fn message() -> impl Strategy<Value = Message> {
         max_frame_bytes(),
         option::of(text()),
     )
-        .prop_map(
-            |((a, b), worker_name, job_kinds, capabilities, window, max_frame_bytes, sdk)| {
-                Message::Hello(Hello {
-                    protocol_version: a.max(b),
-                    min_protocol_version: a.min(b),
-                    worker_name,
-                    job_kinds,
-                    capabilities,
-                    window,
-                    max_frame_bytes,
-                    sdk,
-                })
-            },
-        );
-    let welcome = (
-        any::<u16>(),
-        any::<u64>(),
-        1..=u32::MAX,
-        max_frame_bytes(),
-        any::<[u32; 3]>(),
-        capabilities(),
-    )
-        .prop_map(
-            |(
-                protocol_version,
-                worker_id,
+        .prop_map(|((a, b), worker_name, job_kinds, capabilities, window, max_frame_bytes, sdk)| {
+            Message::Hello(Hello {
+                protocol_version: a.max(b),
+                min_protocol_version: a.min(b),
+                worker_name,
+                job_kinds,
+                capabilities,
                 window,
                 max_frame_bytes,
-                [heartbeat, threshold, grace],
-                capabilities,
-            )| {
+                sdk,
+            })
+        });
+    let welcome = (any::<u16>(), any::<u64>(), 1..=u32::MAX, max_frame_bytes(), any::<[u32; 3]>(), capabilities())
+        .prop_map(
+            |(protocol_version, worker_id, window, max_frame_bytes, [heartbeat, threshold, grace], capabilities)| {
                 Message::Welcome(Welcome {
                     protocol_version,
                     worker_id,
@@ -113,20 +92,11 @@ fn message() -> impl Strategy<Value = Message> {
         );
     let refusal = (text(), text(), any::<u16>(), any::<u16>()).prop_map(
         |(reason, message, min_protocol_version, protocol_version)| {
-            Message::Refusal(Refusal {
-                reason,
-                message,
-                min_protocol_version,
-                protocol_version,
-            })
+            Message::Refusal(Refusal { reason, message, min_protocol_version, protocol_version })
         },
     );
-    let shutdown = (any::<u64>(), text()).prop_map(|(deadline_unix_ms, reason)| {
-        Message::Shutdown(Shutdown {
-            deadline_unix_ms,
-            reason,
-        })
-    });
+    let shutdown = (any::<u64>(), text())
+        .prop_map(|(deadline_unix_ms, reason)| Message::Shutdown(Shutdown { deadline_unix_ms, reason }));
     let goodbye = option::of(text()).prop_map(|reason| Message::Goodbye(Goodbye { reason }));
     let job = (
         (any::<u64>(), attempt(), text(), text()),
@@ -135,112 +105,39 @@ fn message() -> impl Strategy<Value = Message> {
         option::of(bytes()),
         option::of(progress_state()),
     )
-        .prop_map(
-            |((job_id, attempt, queue, kind), deadline_unix_ms, payload, checkpoint, progress)| {
-                Message::Job(Job {
-                    job_id,
-                    attempt,
-                    queue,
-                    kind,
-                    deadline_unix_ms,
-                    payload,
-                    checkpoint,
-                    progress,
-                })
-            },
-        );
-    let interrupt = (any::<u64>(), attempt(), text()).prop_map(|(job_id, attempt, reason)| {
-        Message::Interrupt(Interrupt {
-            job_id,
-            attempt,
-            reason,
-        })
-    });
-    let peek = (any::<u64>(), bytes())
-        .prop_map(|(request_id, query)| Message::Peek(Peek { request_id, query }));
-    let progress = (
-        any::<u64>(),
-        attempt(),
-        any::<u64>(),
-        option::of(any::<u64>()),
-        option::of(text()),
-    )
-        .prop_map(|(job_id, attempt, done, total, message)| {
-            Message::Progress(Progress {
-                job_id,
-                attempt,
-                done,
-                total,
-                message,
-            })
+        .prop_map(|((job_id, attempt, queue, kind), deadline_unix_ms, payload, checkpoint, progress)| {
+            Message::Job(Job { job_id, attempt, queue, kind, deadline_unix_ms, payload, checkpoint, progress })
         });
-    let checkpoint =
-        (any::<u64>(), attempt(), bytes()).prop_map(|(job_id, attempt, checkpoint)| {
-            Message::Checkpoint(Checkpoint {
-                job_id,
-                attempt,
-                checkpoint,
-            })
-        });
-    let log = (
-        option::of((any::<u64>(), attempt())),
-        prop::sample::select(LogLevel::ALL.to_vec()),
-        text(),
-    )
-        .prop_map(|(job, level, text)| {
+    let interrupt = (any::<u64>(), attempt(), text())
+        .prop_map(|(job_id, attempt, reason)| Message::Interrupt(Interrupt { job_id, attempt, reason }));
+    let peek = (any::<u64>(), bytes()).prop_map(|(request_id, query)| Message::Peek(Peek { request_id, query }));
+    let progress = (any::<u64>(), attempt(), any::<u64>(), option::of(any::<u64>()), option::of(text())).prop_map(
+        |(job_id, attempt, done, total, message)| Message::Progress(Progress { job_id, attempt, done, total, message }),
+    );
+    let checkpoint = (any::<u64>(), attempt(), bytes())
+        .prop_map(|(job_id, attempt, checkpoint)| Message::Checkpoint(Checkpoint { job_id, attempt, checkpoint }));
+    let log = (option::of((any::<u64>(), attempt())), prop::sample::select(LogLevel::ALL.to_vec()), text()).prop_map(
+        |(job, level, text)| {
             Message::Log(Log {
                 job_id: job.map(|(job_id, _)| job_id),
                 attempt: job.map(|(_, attempt)| attempt),
                 level,
                 text,
             })
-        });
-    let complete =
-        (any::<u64>(), attempt(), option::of(payload())).prop_map(|(job_id, attempt, result)| {
-            Message::Complete(Complete {
-                job_id,
-                attempt,
-                result,
-            })
-        });
-    let fail = (any::<u64>(), attempt(), text(), any::<bool>()).prop_map(
-        |(job_id, attempt, error, retryable)| {
-            Message::Fail(Fail {
-                job_id,
-                attempt,
-                error,
-                retryable,
-            })
         },
     );
-    let snooze = (any::<u64>(), attempt(), any::<u64>()).prop_map(|(job_id, attempt, delay_ms)| {
-        Message::Snooze(Snooze {
-            job_id,
-            attempt,
-            delay_ms,
-        })
-    });
-    let interrupted = (
-        any::<u64>(),
-        attempt(),
-        option::of(bytes()),
-        option::of(progress_state()),
-    )
-        .prop_map(|(job_id, attempt, checkpoint, progress)| {
-            Message::Interrupted(Interrupted {
-                job_id,
-                attempt,
-                checkpoint,
-                progress,
-            })
-        });
-    let peek_reply = (
-        any::<u64>(),
-        prop_oneof![
-            bytes().prop_map(PeekResult::Ok),
-            text().prop_map(PeekResult::Error)
-        ],
-    )
+    let complete = (any::<u64>(), attempt(), option::of(payload()))
+        .prop_map(|(job_id, attempt, result)| Message::Complete(Complete { job_id, attempt, result }));
+    let fail = (any::<u64>(), attempt(), text(), any::<bool>())
+        .prop_map(|(job_id, attempt, error, retryable)| Message::Fail(Fail { job_id, attempt, error, retryable }));
+    let snooze = (any::<u64>(), attempt(), any::<u64>())
+        .prop_map(|(job_id, attempt, delay_ms)| Message::Snooze(Snooze { job_id, attempt, delay_ms }));
+    let interrupted = (any::<u64>(), attempt(), option::of(bytes()), option::of(progress_state())).prop_map(
+        |(job_id, attempt, checkpoint, progress)| {
+            Message::Interrupted(Interrupted { job_id, attempt, checkpoint, progress })
+        },
+    );
+    let peek_reply = (any::<u64>(), prop_oneof![bytes().prop_map(PeekResult::Ok), text().prop_map(PeekResult::Error)])
         .prop_map(|(request_id, result)| Message::PeekReply(PeekReply { request_id, result }));
     Union::new(vec![
         hello.boxed(),
@@ -330,45 +227,23 @@ fn the_encoder_refuses_messages_that_break_the_rules() {
     let mut outgoing = SendBuffer::new();
     let check = |result: Result<(), EncodeError>, mentions: &str| {
         let error = result.expect_err("must be refused");
-        assert!(
-            error.to_string().contains(mentions),
-            "{error} should mention {mentions:?}"
-        );
+        assert!(error.to_string().contains(mentions), "{error} should mention {mentions:?}");
     };
-    let fail = Fail {
-        job_id: 1,
-        attempt: 0,
-        error: "x".into(),
-        retryable: true,
-    };
+    let fail = Fail { job_id: 1, attempt: 0, error: "x".into(), retryable: true };
     check(outgoing.push(&fail, Vec::new()), "attempt is 0");
-    let log = Log {
-        job_id: Some(1),
-        attempt: None,
-        level: LogLevel::Info,
-        text: "x".into(),
-    };
-    check(
-        outgoing.push(&log, Vec::new()),
-        "job_id is present without attempt",
-    );
+    let log = Log { job_id: Some(1), attempt: None, level: LogLevel::Info, text: "x".into() };
+    check(outgoing.push(&log, Vec::new()), "job_id is present without attempt");
     let job = Job {
         job_id: 1,
         attempt: 1,
         queue: "q".into(),
         kind: "k".into(),
         deadline_unix_ms: None,
-        payload: Payload::Fd {
-            index: 1,
-            length: 10,
-        },
+        payload: Payload::Fd { index: 1, length: 10 },
         checkpoint: None,
         progress: None,
     };
-    check(
-        outgoing.push(&job, Vec::new()),
-        "refers to 1 file descriptors but 0",
-    );
+    check(outgoing.push(&job, Vec::new()), "refers to 1 file descriptors but 0");
     let fd = std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
     check(outgoing.push(&job, vec![fd]), "fd indexes [1] must be 0..n");
     let hello = Hello {
@@ -382,15 +257,8 @@ fn the_encoder_refuses_messages_that_break_the_rules() {
         sdk: None,
     };
     check(outgoing.push(&hello, Vec::new()), "window is 0");
-    let hello = Hello {
-        window: 1,
-        max_frame_bytes: 1000,
-        ..hello
-    };
-    check(
-        outgoing.push(&hello, Vec::new()),
-        "max_frame_bytes 1000 is outside",
-    );
+    let hello = Hello { window: 1, max_frame_bytes: 1000, ..hello };
+    check(outgoing.push(&hello, Vec::new()), "max_frame_bytes 1000 is outside");
     assert!(outgoing.is_empty(), "nothing was encoded");
     assert_eq!(MessageType::Fail.name(), "fail");
 }

@@ -6,9 +6,8 @@
 use std::os::fd::OwnedFd;
 
 use corvee_proto::{
-    Capabilities, Checkpoint, Complete, Fail, Goodbye, Heartbeat, Hello, Interrupt, Interrupted,
-    Job, Log, LogLevel, Message, Payload, Peek, PeekReply, PeekResult, Progress, ProgressState,
-    Refusal, Shutdown, Snooze, Welcome,
+    Capabilities, Checkpoint, Complete, Fail, Goodbye, Heartbeat, Hello, Interrupt, Interrupted, Job, Log, LogLevel,
+    Message, Payload, Peek, PeekReply, PeekResult, Progress, ProgressState, Refusal, Shutdown, Snooze, Welcome,
 };
 
 /// One representative message and the file name of its golden vector.
@@ -33,12 +32,7 @@ pub fn samples() -> Vec<Sample> {
                 min_protocol_version: 1,
                 worker_name: "thumbnailer".into(),
                 job_kinds: vec!["resize_image".into(), "make_thumbnail".into()],
-                capabilities: Capabilities {
-                    fd_payloads: true,
-                    checkpoints: true,
-                    peek: false,
-                    interrupt: true,
-                },
+                capabilities: Capabilities { fd_payloads: true, checkpoints: true, peek: false, interrupt: true },
                 window: 64,
                 max_frame_bytes: 1 << 20,
                 sdk: Some("corvee-worker-python 0.1.0".into()),
@@ -54,12 +48,7 @@ pub fn samples() -> Vec<Sample> {
                 heartbeat_interval_ms: 5_000,
                 payload_fd_threshold_bytes: 64 << 10,
                 interrupt_grace_ms: 10_000,
-                capabilities: Capabilities {
-                    fd_payloads: true,
-                    checkpoints: true,
-                    peek: false,
-                    interrupt: true,
-                },
+                capabilities: Capabilities { fd_payloads: true, checkpoints: true, peek: false, interrupt: true },
             }),
         },
         Sample {
@@ -73,23 +62,12 @@ pub fn samples() -> Vec<Sample> {
                 protocol_version: 1,
             }),
         },
-        Sample {
-            name: "heartbeat",
-            message: Message::Heartbeat(Heartbeat {}),
-        },
+        Sample { name: "heartbeat", message: Message::Heartbeat(Heartbeat {}) },
         Sample {
             name: "shutdown",
-            message: Message::Shutdown(Shutdown {
-                deadline_unix_ms: deadline,
-                reason: "daemon_stopping".into(),
-            }),
+            message: Message::Shutdown(Shutdown { deadline_unix_ms: deadline, reason: "daemon_stopping".into() }),
         },
-        Sample {
-            name: "goodbye",
-            message: Message::Goodbye(Goodbye {
-                reason: Some("shutdown requested".into()),
-            }),
-        },
+        Sample { name: "goodbye", message: Message::Goodbye(Goodbye { reason: Some("shutdown requested".into()) }) },
         Sample {
             name: "job-inline",
             message: Message::Job(Job {
@@ -100,11 +78,7 @@ pub fn samples() -> Vec<Sample> {
                 deadline_unix_ms: Some(deadline),
                 payload: Payload::Inline(long_bytes()),
                 checkpoint: Some(b"row=1200".to_vec()),
-                progress: Some(ProgressState {
-                    done: 1200,
-                    total: Some(5000),
-                    message: Some("resizing rows".into()),
-                }),
+                progress: Some(ProgressState { done: 1200, total: Some(5000), message: Some("resizing rows".into()) }),
             }),
         },
         Sample {
@@ -128,29 +102,16 @@ pub fn samples() -> Vec<Sample> {
                 queue: "videos".into(),
                 kind: "transcode".into(),
                 deadline_unix_ms: Some(deadline),
-                payload: Payload::Fd {
-                    index: 0,
-                    length: 67_108_864,
-                },
+                payload: Payload::Fd { index: 0, length: 67_108_864 },
                 checkpoint: None,
                 progress: None,
             }),
         },
         Sample {
             name: "interrupt",
-            message: Message::Interrupt(Interrupt {
-                job_id,
-                attempt: 3,
-                reason: "cancelled".into(),
-            }),
+            message: Message::Interrupt(Interrupt { job_id, attempt: 3, reason: "cancelled".into() }),
         },
-        Sample {
-            name: "peek",
-            message: Message::Peek(Peek {
-                request_id: 9,
-                query: b"count".to_vec(),
-            }),
-        },
+        Sample { name: "peek", message: Message::Peek(Peek { request_id: 9, query: b"count".to_vec() }) },
         Sample {
             name: "progress",
             message: Message::Progress(Progress {
@@ -163,11 +124,7 @@ pub fn samples() -> Vec<Sample> {
         },
         Sample {
             name: "checkpoint",
-            message: Message::Checkpoint(Checkpoint {
-                job_id,
-                attempt: 3,
-                checkpoint: vec![0x00, 0xff, 0x10, 0x80],
-            }),
+            message: Message::Checkpoint(Checkpoint { job_id, attempt: 3, checkpoint: vec![0x00, 0xff, 0x10, 0x80] }),
         },
         Sample {
             name: "log-job",
@@ -200,20 +157,10 @@ pub fn samples() -> Vec<Sample> {
             message: Message::Complete(Complete {
                 job_id: 2,
                 attempt: 1,
-                result: Some(Payload::Fd {
-                    index: 0,
-                    length: 1_000_000,
-                }),
+                result: Some(Payload::Fd { index: 0, length: 1_000_000 }),
             }),
         },
-        Sample {
-            name: "complete-empty",
-            message: Message::Complete(Complete {
-                job_id: 1,
-                attempt: 1,
-                result: None,
-            }),
-        },
+        Sample { name: "complete-empty", message: Message::Complete(Complete { job_id: 1, attempt: 1, result: None }) },
         Sample {
             name: "fail",
             message: Message::Fail(Fail {
@@ -223,33 +170,19 @@ pub fn samples() -> Vec<Sample> {
                 retryable: false,
             }),
         },
-        Sample {
-            name: "snooze",
-            message: Message::Snooze(Snooze {
-                job_id,
-                attempt: 3,
-                delay_ms: 30_000,
-            }),
-        },
+        Sample { name: "snooze", message: Message::Snooze(Snooze { job_id, attempt: 3, delay_ms: 30_000 }) },
         Sample {
             name: "interrupted",
             message: Message::Interrupted(Interrupted {
                 job_id,
                 attempt: 3,
                 checkpoint: Some(b"row=2500".to_vec()),
-                progress: Some(ProgressState {
-                    done: 2500,
-                    total: Some(5000),
-                    message: None,
-                }),
+                progress: Some(ProgressState { done: 2500, total: Some(5000), message: None }),
             }),
         },
         Sample {
             name: "peek-reply-ok",
-            message: Message::PeekReply(PeekReply {
-                request_id: 9,
-                result: PeekResult::Ok(vec![0x2a]),
-            }),
+            message: Message::PeekReply(PeekReply { request_id: 9, result: PeekResult::Ok(vec![0x2a]) }),
         },
         Sample {
             name: "peek-reply-error",
@@ -264,9 +197,7 @@ pub fn samples() -> Vec<Sample> {
 /// Encodes a message as one frame with the protocol's largest limit.
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut bytes = Vec::new();
-    message
-        .encode_into(&mut bytes, corvee_proto::PROTOCOL_MAX_FRAME_BYTES)
-        .expect("sample encodes");
+    message.encode_into(&mut bytes, corvee_proto::PROTOCOL_MAX_FRAME_BYTES).expect("sample encodes");
     bytes
 }
 

@@ -11,10 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use corvee_proto::{
-    install_worker_fd, read_payload, sealed_memfd, socket_pair, worker_socket_from_env,
-    Capabilities, Complete, FrameDecoder, Goodbye, Hello, Job, Message, Payload, Peer, SendBuffer,
-    Welcome, DEFAULT_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WORKER_FD,
-    WORKER_FD_ENV,
+    install_worker_fd, read_payload, sealed_memfd, socket_pair, worker_socket_from_env, Capabilities, Complete,
+    FrameDecoder, Goodbye, Hello, Job, Message, Payload, Peer, SendBuffer, Welcome, DEFAULT_MAX_FRAME_BYTES,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WORKER_FD, WORKER_FD_ENV,
 };
 use rustix::io::FdFlags;
 
@@ -39,13 +38,7 @@ fn a_worker_process_inherits_its_socket_and_exchanges_payload_fds() {
     .unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args([
-            "--exact",
-            "worker_process::worker_child",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "worker_process::worker_child", "--include-ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
         .env(WORKER_FD_ENV, WORKER_FD.to_string())
         .stdin(Stdio::null())
@@ -86,24 +79,16 @@ fn a_worker_process_inherits_its_socket_and_exchanges_payload_fds() {
         queue: "default".into(),
         kind: "reverse".into(),
         deadline_unix_ms: None,
-        payload: Payload::Fd {
-            index: 0,
-            length: payload.len() as u64,
-        },
+        payload: Payload::Fd { index: 0, length: payload.len() as u64 },
         checkpoint: None,
         progress: None,
     };
-    outgoing
-        .push(&job, vec![sealed_memfd("job-77", &payload).unwrap()])
-        .unwrap();
+    outgoing.push(&job, vec![sealed_memfd("job-77", &payload).unwrap()]).unwrap();
     outgoing.send_to(&supervisor_end).unwrap();
 
     let mut replies = receive(&mut decoder, &supervisor_end, 2);
-    let Message::Complete(Complete {
-        job_id: 77,
-        attempt: 2,
-        result: Some(Payload::Fd { index: 0, length }),
-    }) = replies[0].message
+    let Message::Complete(Complete { job_id: 77, attempt: 2, result: Some(Payload::Fd { index: 0, length }) }) =
+        replies[0].message
     else {
         panic!(
             "expected complete with a result fd, got {:?}; worker stderr:\n{}",
@@ -114,23 +99,12 @@ fn a_worker_process_inherits_its_socket_and_exchanges_payload_fds() {
     let result_fd = replies[0].take_fd(0).unwrap();
     let mut expected = payload;
     expected.reverse();
-    assert_eq!(
-        read_payload(&result_fd, length, 16 << 20).unwrap(),
-        expected
-    );
+    assert_eq!(read_payload(&result_fd, length, 16 << 20).unwrap(), expected);
     assert!(matches!(replies[1].message, Message::Goodbye(_)));
-    assert_eq!(
-        decoder.recv_from(&supervisor_end).unwrap(),
-        0,
-        "EOF after goodbye"
-    );
+    assert_eq!(decoder.recv_from(&supervisor_end).unwrap(), 0, "EOF after goodbye");
     decoder.finish().unwrap();
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "worker failed: {status}\n{}",
-        stderr_of(&mut child)
-    );
+    assert!(status.success(), "worker failed: {status}\n{}", stderr_of(&mut child));
 }
 
 /// What the worker wrote to stderr, after making sure it has exited (so
@@ -156,10 +130,7 @@ fn worker_child() {
     // socket on this fd.
     let socket = unsafe { worker_socket_from_env() }.unwrap();
     let flags = rustix::io::fcntl_getfd(&socket).unwrap();
-    assert!(
-        flags.contains(FdFlags::CLOEXEC),
-        "the worker hides its socket from its children"
-    );
+    assert!(flags.contains(FdFlags::CLOEXEC), "the worker hides its socket from its children");
 
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES).receiving_as(Peer::Worker);
     let mut outgoing = SendBuffer::new();
@@ -195,16 +166,9 @@ fn worker_child() {
     let complete = Complete {
         job_id: job.job_id,
         attempt: job.attempt,
-        result: Some(Payload::Fd {
-            index: 0,
-            length: bytes.len() as u64,
-        }),
+        result: Some(Payload::Fd { index: 0, length: bytes.len() as u64 }),
     };
-    outgoing
-        .push(&complete, vec![sealed_memfd("result", &bytes).unwrap()])
-        .unwrap();
-    outgoing
-        .push(&Goodbye { reason: None }, Vec::new())
-        .unwrap();
+    outgoing.push(&complete, vec![sealed_memfd("result", &bytes).unwrap()]).unwrap();
+    outgoing.push(&Goodbye { reason: None }, Vec::new()).unwrap();
     outgoing.send_to(&socket).unwrap();
 }
