@@ -2,7 +2,9 @@
 //! feature.
 
 mod basics;
+mod big_record;
 mod corruption;
 mod crash;
+mod kill9;
 mod model;
 mod support;
