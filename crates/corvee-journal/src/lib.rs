@@ -52,7 +52,7 @@ pub use storage::{DirStorage, LockError, Storage, StorageFile};
 use crate::format::RECORD_HEADER_SIZE;
 use crate::segment::{create_spare, install_segment, Segment};
 use crate::snapshot::SnapshotInfo;
-use crate::writer::{Preallocation, Queue, Writer};
+use crate::writer::{Preallocation, Queue, WriterState};
 
 /// A log sequence number: the position of a record, starting at 1 and
 /// increasing by one per record with no gaps.
@@ -96,8 +96,13 @@ pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) options: JournalOptions,
     pub(crate) queue: Mutex<Queue>,
-    /// The writer waits here for records.
+    /// The writer waits here for records when it is asleep.
     pub(crate) work_ready: Condvar,
+    /// Set (under the queue lock) while the writer thread sleeps on
+    /// `work_ready`, so it is signalled only then.
+    pub(crate) writer_sleeping: AtomicBool,
+    /// The writer of the moment: see `writer.rs`.
+    pub(crate) writer_state: Mutex<WriterState>,
     /// Appenders wait here for room in the staging buffer.
     pub(crate) space_ready: Condvar,
     /// The highest durable LSN (0: none yet).
@@ -105,10 +110,11 @@ pub(crate) struct Shared {
     pub(crate) failure: OnceLock<Arc<FailStop>>,
     /// Set when the writer has drained everything and exited after close.
     pub(crate) closed: AtomicBool,
-    /// Async tickets waiting for an LSN to become durable.
+    /// Tickets waiting for an LSN to become durable: async tasks' wakers,
+    /// and blocked threads' wakers that unpark them. The writer wakes
+    /// exactly those its fdatasync covered, so 64 blocked appenders do not
+    /// stampede on one mutex after every batch.
     pub(crate) waiters: Mutex<Vec<(u64, Waker)>>,
-    /// Blocking tickets wait here (with `waiters`).
-    pub(crate) durable_changed: Condvar,
     pub(crate) segments: Mutex<Vec<Arc<Segment>>>,
     pub(crate) snapshot: Mutex<Option<SnapshotInfo>>,
     /// Serialises snapshot commits and segment removal.
@@ -136,14 +142,54 @@ impl Shared {
         if let Some(outcome) = self.outcome(lsn) {
             return outcome;
         }
-        let mut waiters = lock(&self.waiters);
-        loop {
+        // Lead: if nobody is writing, write what is staged (our record is
+        // there: a batch is taken and written under this same lock).
+        if let Ok(mut state) = self.writer_state.try_lock() {
+            let more = self.write_staged(&mut state);
+            drop(state);
+            if more {
+                self.kick_writer();
+            }
             if let Some(outcome) = self.outcome(lsn) {
                 return outcome;
             }
-            waiters = writer::wait(&self.durable_changed, waiters);
+        }
+        {
+            let mut waiters = lock(&self.waiters);
+            // Re-check under the lock: the writer publishes before taking it.
+            if let Some(outcome) = self.outcome(lsn) {
+                return outcome;
+            }
+            waiters.push((lsn, THREAD_WAKER.with(Waker::clone)));
+        }
+        // Whoever is writing may finish before seeing our record staged.
+        self.kick_writer();
+        loop {
+            std::thread::park();
+            // Wake-ups may be spurious, or meant for an earlier wait.
+            if let Some(outcome) = self.outcome(lsn) {
+                return outcome;
+            }
         }
     }
+}
+
+/// Unparks a thread blocked in [`Ticket::wait`].
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+thread_local! {
+    /// One waker per thread, made once, so blocking waits allocate nothing.
+    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
 }
 
 /// An open journal: the single writer of its directory.
@@ -200,34 +246,38 @@ impl Journal {
                 staged_first_lsn: recovered.next_lsn,
                 next_lsn: recovered.next_lsn,
                 closing: false,
+                kicked: false,
+                writer_idle: false,
             }),
             options,
             work_ready: Condvar::new(),
+            writer_sleeping: AtomicBool::new(false),
             space_ready: Condvar::new(),
             durable: AtomicU64::new(durable),
             failure: OnceLock::new(),
             closed: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
-            durable_changed: Condvar::new(),
             segments: Mutex::new(recovered.segments),
             snapshot: Mutex::new(recovered.snapshot),
             maintenance: Mutex::new(()),
             preallocation: Mutex::new(Preallocation::Idle),
             preallocation_changed: Condvar::new(),
+            writer_state: Mutex::new(WriterState {
+                active,
+                next_sector: recovered.next_sector,
+                batch: Vec::new(),
+                sectors: Vec::new(),
+            }),
         });
-        let writer = Writer {
-            shared: Arc::clone(&shared),
-            active,
-            next_sector: recovered.next_sector,
-            batch: Vec::new(),
-            sectors: Vec::new(),
-        };
         let spawn_failed =
             |source| OpenError::Io { operation: "spawn thread for", path: shared.storage.path_of("."), source };
-        let writer = std::thread::Builder::new()
-            .name("corvee-journal-writer".into())
-            .spawn(move || writer.run())
-            .map_err(spawn_failed)?;
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("corvee-journal-writer".into())
+                .spawn(move || writer::run_writer(shared))
+                .map_err(spawn_failed)?
+        };
         let preallocator = if shared.options.background_preallocation {
             let shared = Arc::clone(&shared);
             Some(
@@ -287,6 +337,8 @@ impl Journal {
             if queue.staging.is_empty() || queue.staging.len() + group_bytes <= shared.options.max_batch_bytes {
                 break;
             }
+            // Backpressure: the staged batch must be written to make room.
+            shared.kick_writer_locked(&mut queue);
             queue = writer::wait(&shared.space_ready, queue);
         }
         let was_empty = queue.staging.is_empty();
@@ -297,11 +349,18 @@ impl Journal {
             queue.next_lsn += 1;
         }
         let last_lsn = queue.next_lsn - 1;
-        let wake_writer = was_empty || queue.staging.len() >= shared.options.max_batch_bytes;
-        drop(queue);
-        if wake_writer {
-            shared.work_ready.notify_one();
+        // A full batch should not wait for anyone to lead it. (With a linger
+        // configured, a writer lingering on `work_ready` rechecks the size.)
+        if queue.staging.len() >= shared.options.max_batch_bytes {
+            shared.kick_writer_locked(&mut queue);
+        } else if was_empty && (queue.writer_idle || !shared.options.linger.is_zero()) {
+            // Start the writer thread's timer for records nobody leads (or
+            // let a lingering writer recheck the batch size).
+            if shared.writer_sleeping.load(Ordering::Relaxed) {
+                shared.work_ready.notify_one();
+            }
         }
+        drop(queue);
         Ok(Ticket {
             shared: Arc::clone(shared),
             first: Lsn::new(first_lsn).expect("LSN"),
@@ -546,6 +605,9 @@ impl Future for Ticket {
         }
         // A re-poll may register the task twice; the writer drains both.
         waiters.push((self.last.get(), context.waker().clone()));
+        drop(waiters);
+        // Async code must not do I/O here: the writer thread writes.
+        self.shared.kick_writer();
         Poll::Pending
     }
 }

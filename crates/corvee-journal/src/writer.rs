@@ -1,6 +1,12 @@
-//! Group commit: one writer thread turns everything appended while the
-//! previous fdatasync ran into one batch, one write and one fdatasync, then
-//! wakes every appender the fdatasync covered.
+//! Group commit: everything appended while the previous fdatasync ran
+//! becomes one batch, one write and one fdatasync, which then wakes every
+//! waiter it covered.
+//!
+//! The writer of the moment is whoever holds `WriterState`: a thread
+//! blocked in `Ticket::wait` that finds it free leads the batch itself
+//! (no hand-off to another thread and back, so one appender runs at the
+//! disk's fdatasync rate), and the writer thread serves async waiters and
+//! records nobody leads.
 //!
 //! Appenders frame their records straight into a shared staging buffer
 //! under a short lock (no allocation per record); the writer swaps that
@@ -31,6 +37,11 @@ pub(crate) struct Queue {
     pub(crate) next_lsn: u64,
     /// Set by close: the writer drains what is staged and exits.
     pub(crate) closing: bool,
+    /// Someone asked the writer thread to write what is staged.
+    pub(crate) kicked: bool,
+    /// The writer thread sleeps with nothing staged and no timer: an
+    /// appender that stages the first record must tell it.
+    pub(crate) writer_idle: bool,
 }
 
 /// The background zero-filler's state, shared with the writer.
@@ -47,9 +58,17 @@ pub(crate) enum Preallocation {
     Shutdown,
 }
 
-/// The writer thread's own state.
-pub(crate) struct Writer {
-    pub(crate) shared: Arc<Shared>,
+/// The longest a record may sit staged when nobody waits for it (a ticket
+/// dropped or never awaited) before the writer thread writes it anyway.
+const UNWAITED_FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Where the log is being written: whoever holds this lock (the writer
+/// thread, or a thread blocked in `Ticket::wait` that leads a batch) is the
+/// one writer of the moment. Taking a batch from the queue and writing it
+/// happen under this lock, so batches reach the disk in LSN order, one at a
+/// time.
+#[derive(Debug)]
+pub(crate) struct WriterState {
     pub(crate) active: Arc<Segment>,
     pub(crate) next_sector: u64,
     /// The batch taken from the queue.
@@ -58,163 +77,233 @@ pub(crate) struct Writer {
     pub(crate) sectors: Vec<u8>,
 }
 
-impl Writer {
-    /// Runs until the journal closes or an I/O error stops it.
-    pub(crate) fn run(mut self) {
-        while let Some((first_lsn, last_lsn)) = self.take_batch() {
-            if let Err(failure) = self.write_batch(first_lsn, last_lsn) {
-                self.shared.fail(failure);
-                return;
-            }
+/// The writer thread: writes batches for async waiters and for records no
+/// blocked thread leads, then writes the close marker when the journal
+/// closes. Runs until close or an I/O error.
+pub(crate) fn run_writer(shared: Arc<Shared>) {
+    loop {
+        if !shared.sleep_until_needed() {
+            break;
         }
-        if let Err(failure) = self.write_close_marker() {
-            self.shared.fail(failure);
+        let mut state = lock(&shared.writer_state);
+        while shared.write_staged(&mut state) {}
+        if shared.failure.get().is_some() {
             return;
         }
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake_everyone();
+    }
+    let mut state = lock(&shared.writer_state);
+    while shared.write_staged(&mut state) {}
+    if shared.failure.get().is_some() {
+        return;
+    }
+    if let Err(failure) = write_close_marker(&shared, &mut state) {
+        shared.fail(failure);
+        return;
+    }
+    shared.closed.store(true, Ordering::Release);
+    shared.wake_everyone();
+}
+
+impl Shared {
+    /// Asks the writer thread to write what is staged (it may be asleep).
+    pub(crate) fn kick_writer(&self) {
+        self.kick_writer_locked(&mut lock(&self.queue));
     }
 
-    /// Waits for staged records and swaps them out as the next batch.
-    fn take_batch(&mut self) -> Option<(u64, u64)> {
-        let shared = &self.shared;
-        let mut queue = lock(&shared.queue);
-        loop {
-            if !queue.staging.is_empty() {
-                break;
+    /// [`Shared::kick_writer`] with the queue lock already held.
+    pub(crate) fn kick_writer_locked(&self, queue: &mut Queue) {
+        if !queue.kicked {
+            queue.kicked = true;
+            if self.writer_sleeping.load(Ordering::Relaxed) {
+                self.work_ready.notify_one();
             }
-            if queue.closing {
-                return None;
-            }
-            queue = wait(&shared.work_ready, queue);
         }
-        if !shared.options.linger.is_zero() {
-            let deadline = Instant::now() + shared.options.linger;
-            while queue.staging.len() < shared.options.max_batch_bytes && !queue.closing {
+    }
+
+    /// The writer thread's wait: until kicked with records staged, until
+    /// the same staged records have waited `UNWAITED_FLUSH_DELAY` with
+    /// nobody leading them, or until close. Returns false on close.
+    fn sleep_until_needed(&self) -> bool {
+        let mut queue = lock(&self.queue);
+        loop {
+            if self.failure.get().is_some() || queue.closing {
+                return false;
+            }
+            if queue.kicked && !queue.staging.is_empty() {
+                queue.kicked = false;
+                return true;
+            }
+            queue.kicked = false;
+            self.writer_sleeping.store(true, Ordering::Relaxed);
+            if queue.staging.is_empty() {
+                queue.writer_idle = true;
+                queue = wait(&self.work_ready, queue);
+                queue.writer_idle = false;
+            } else {
+                let waiting_since = queue.staged_first_lsn;
+                let (guard, timeout) =
+                    self.work_ready.wait_timeout(queue, UNWAITED_FLUSH_DELAY).unwrap_or_else(|p| p.into_inner());
+                queue = guard;
+                if timeout.timed_out() && !queue.staging.is_empty() && queue.staged_first_lsn == waiting_since {
+                    self.writer_sleeping.store(false, Ordering::Relaxed);
+                    return true;
+                }
+            }
+            self.writer_sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes one batch of what is staged, if anything is. Returns whether
+    /// more is staged afterwards. An I/O error stops the journal.
+    pub(crate) fn write_staged(&self, state: &mut WriterState) -> bool {
+        if self.failure.get().is_some() {
+            return false;
+        }
+        let Some((first_lsn, last_lsn)) = self.take_batch(state) else {
+            return false;
+        };
+        if let Err(failure) = self.write_batch(state, first_lsn, last_lsn) {
+            self.fail(failure);
+            return false;
+        }
+        !lock(&self.queue).staging.is_empty()
+    }
+
+    /// Swaps the staged records out as the next batch (after lingering, if
+    /// configured). The caller holds the writer state.
+    fn take_batch(&self, state: &mut WriterState) -> Option<(u64, u64)> {
+        let mut queue = lock(&self.queue);
+        if queue.staging.is_empty() {
+            return None;
+        }
+        if !self.options.linger.is_zero() {
+            let deadline = Instant::now() + self.options.linger;
+            while queue.staging.len() < self.options.max_batch_bytes && !queue.closing {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                queue = shared.work_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                self.writer_sleeping.store(true, Ordering::Relaxed);
+                queue = self.work_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                self.writer_sleeping.store(false, Ordering::Relaxed);
             }
         }
-        self.batch.clear();
-        mem::swap(&mut queue.staging, &mut self.batch);
+        state.batch.clear();
+        mem::swap(&mut queue.staging, &mut state.batch);
         let first = queue.staged_first_lsn;
         let last = queue.next_lsn - 1;
         queue.staged_first_lsn = queue.next_lsn;
         drop(queue);
-        shared.space_ready.notify_all();
+        self.space_ready.notify_all();
         Some((first, last))
     }
 
-    fn write_batch(&mut self, first_lsn: u64, last_lsn: u64) -> Result<(), FailStop> {
-        let shared = Arc::clone(&self.shared);
-        let storage = shared.storage.as_ref();
-        let sector_total = sectors_for(self.batch.len());
-        if self.next_sector + sector_total > self.active.header.sector_count() {
-            self.roll(first_lsn, sector_total)?;
+    fn write_batch(&self, state: &mut WriterState, first_lsn: u64, last_lsn: u64) -> Result<(), FailStop> {
+        let storage = self.storage.as_ref();
+        let sector_total = sectors_for(state.batch.len());
+        if state.next_sector + sector_total > state.active.header.sector_count() {
+            roll(self, state, first_lsn, sector_total)?;
         }
         let lsn = Lsn::new(first_lsn).expect("LSNs start at 1");
-        self.sectors.clear();
-        encode_batch_sectors(&mut self.sectors, &self.batch, lsn, self.active.header.salt, self.next_sector);
-        let path = || storage.path_of(&self.active.name);
-        write_all_at(self.active.file.as_ref(), &self.sectors, sector_offset(self.next_sector))
+        state.sectors.clear();
+        encode_batch_sectors(&mut state.sectors, &state.batch, lsn, state.active.header.salt, state.next_sector);
+        let path = || storage.path_of(&state.active.name);
+        write_all_at(state.active.file.as_ref(), &state.sectors, sector_offset(state.next_sector))
             .map_err(|source| FailStop { operation: "write", path: path(), source })?;
-        self.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
-        self.active.note_batch(first_lsn, self.next_sector);
-        self.next_sector += sector_total;
-        shared.publish_durable(last_lsn);
+        state.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
+        state.active.note_batch(first_lsn, state.next_sector);
+        state.next_sector += sector_total;
+        self.publish_durable(last_lsn);
 
         // Keep memory bounded after an oversized batch.
-        let keep = shared.options.max_batch_bytes * 2;
-        if self.sectors.capacity() > keep * 2 {
-            self.sectors = Vec::with_capacity(keep);
+        let keep = self.options.max_batch_bytes * 2;
+        if state.sectors.capacity() > keep * 2 {
+            state.sectors = Vec::with_capacity(keep);
         }
-        if self.batch.capacity() > keep * 2 {
-            self.batch = Vec::new();
+        if state.batch.capacity() > keep * 2 {
+            state.batch = Vec::new();
         }
-        if shared.options.background_preallocation && self.next_sector * 2 >= self.active.header.sector_count() {
-            self.request_spare();
+        if self.options.background_preallocation && state.next_sector * 2 >= state.active.header.sector_count() {
+            self.request_spare(state.active.id + 1);
         }
         Ok(())
     }
 
-    /// Marks a clean close after the last batch (if the segment has room),
-    /// so that recovery can tell damage to that batch from a torn write.
-    fn write_close_marker(&mut self) -> Result<(), FailStop> {
-        let next_lsn = Lsn::new(lock(&self.shared.queue).next_lsn).expect("LSN");
-        let marker = close_marker_position(self.next_sector);
-        if marker >= self.active.header.sector_count() {
-            // No free page left here: the marker starts the next segment
-            // (then it is in another file, equally apart from the data).
-            self.roll(next_lsn.get(), 1)?;
-        } else {
-            self.next_sector = marker;
-        }
-        self.sectors.clear();
-        encode_close_marker(&mut self.sectors, next_lsn, self.active.header.salt, self.next_sector);
-        let storage = self.shared.storage.as_ref();
-        let path = || storage.path_of(&self.active.name);
-        write_all_at(self.active.file.as_ref(), &self.sectors, sector_offset(self.next_sector))
-            .map_err(|source| FailStop { operation: "write close marker", path: path(), source })?;
-        self.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
-        self.next_sector += 1;
-        Ok(())
-    }
-
-    /// Asks the zero-filler for the next segment's file, if not yet asked.
-    fn request_spare(&self) {
-        let mut state = lock(&self.shared.preallocation);
-        if matches!(*state, Preallocation::Idle) {
-            *state = Preallocation::Requested { id: self.active.id + 1, capacity: self.shared.options.segment_bytes };
-            self.shared.preallocation_changed.notify_all();
+    /// Asks the zero-filler for segment `id`'s file, if not yet asked.
+    fn request_spare(&self, id: u64) {
+        let mut preallocation = lock(&self.preallocation);
+        if matches!(*preallocation, Preallocation::Idle) {
+            *preallocation = Preallocation::Requested { id, capacity: self.options.segment_bytes };
+            self.preallocation_changed.notify_all();
         }
     }
+}
 
-    /// Starts a new segment for a batch of `sector_total` sectors.
-    fn roll(&mut self, first_lsn: u64, sector_total: u64) -> Result<(), FailStop> {
-        let shared = Arc::clone(&self.shared);
-        let storage = shared.storage.as_ref();
-        let id = self.active.id + 1;
-        let capacity = capacity_for(shared.options.segment_bytes, sector_total);
-        let mut spare = None;
-        if shared.options.background_preallocation {
-            let mut state = lock(&shared.preallocation);
-            loop {
-                match mem::replace(&mut *state, Preallocation::Idle) {
-                    Preallocation::Requested { id, capacity } => {
-                        *state = Preallocation::Requested { id, capacity };
-                        state = wait(&shared.preallocation_changed, state);
-                    }
-                    Preallocation::Ready(ready) if ready.id == id && ready.capacity >= capacity => {
-                        spare = Some(ready);
-                        break;
-                    }
-                    Preallocation::Ready(unsuitable) => {
-                        // Sized for a normal segment but this batch is larger:
-                        // discard it (it is only a temporary file).
-                        let _ = storage.remove(&unsuitable.name);
-                        break;
-                    }
-                    Preallocation::Failed | Preallocation::Idle => break,
-                    Preallocation::Shutdown => {
-                        *state = Preallocation::Shutdown;
-                        break;
-                    }
+/// Marks a clean close after the last batch, at the start of the next free
+/// 4 KiB page (or of a new segment), so that recovery can tell damage to
+/// that batch from a torn write.
+fn write_close_marker(shared: &Shared, state: &mut WriterState) -> Result<(), FailStop> {
+    let next_lsn = Lsn::new(lock(&shared.queue).next_lsn).expect("LSN");
+    let marker = close_marker_position(state.next_sector);
+    if marker >= state.active.header.sector_count() {
+        // No free page left here: the marker starts the next segment (then
+        // it is in another file, equally apart from the data).
+        roll(shared, state, next_lsn.get(), 1)?;
+    } else {
+        state.next_sector = marker;
+    }
+    state.sectors.clear();
+    encode_close_marker(&mut state.sectors, next_lsn, state.active.header.salt, state.next_sector);
+    let storage = shared.storage.as_ref();
+    let path = || storage.path_of(&state.active.name);
+    write_all_at(state.active.file.as_ref(), &state.sectors, sector_offset(state.next_sector))
+        .map_err(|source| FailStop { operation: "write close marker", path: path(), source })?;
+    state.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
+    state.next_sector += 1;
+    Ok(())
+}
+
+/// Starts a new segment for a batch of `sector_total` sectors.
+fn roll(shared: &Shared, state: &mut WriterState, first_lsn: u64, sector_total: u64) -> Result<(), FailStop> {
+    let storage = shared.storage.as_ref();
+    let id = state.active.id + 1;
+    let capacity = capacity_for(shared.options.segment_bytes, sector_total);
+    let mut spare = None;
+    if shared.options.background_preallocation {
+        let mut preallocation = lock(&shared.preallocation);
+        loop {
+            match mem::replace(&mut *preallocation, Preallocation::Idle) {
+                Preallocation::Requested { id, capacity } => {
+                    *preallocation = Preallocation::Requested { id, capacity };
+                    preallocation = wait(&shared.preallocation_changed, preallocation);
+                }
+                Preallocation::Ready(ready) if ready.id == id && ready.capacity >= capacity => {
+                    spare = Some(ready);
+                    break;
+                }
+                Preallocation::Ready(unsuitable) => {
+                    // Sized for a normal segment but this batch is larger:
+                    // discard it (it is only a temporary file).
+                    let _ = storage.remove(&unsuitable.name);
+                    break;
+                }
+                Preallocation::Failed | Preallocation::Idle => break,
+                Preallocation::Shutdown => {
+                    *preallocation = Preallocation::Shutdown;
+                    break;
                 }
             }
         }
-        let spare = match spare {
-            Some(spare) => spare,
-            None => create_spare(storage, id, capacity).map_err(fail_stop)?,
-        };
-        let segment = Arc::new(install_segment(storage, spare, Lsn::new(first_lsn).expect("LSN")).map_err(fail_stop)?);
-        lock(&shared.segments).push(Arc::clone(&segment));
-        self.active = segment;
-        self.next_sector = 0;
-        Ok(())
     }
+    let spare = match spare {
+        Some(spare) => spare,
+        None => create_spare(storage, id, capacity).map_err(fail_stop)?,
+    };
+    let segment = Arc::new(install_segment(storage, spare, Lsn::new(first_lsn).expect("LSN")).map_err(fail_stop)?);
+    lock(&shared.segments).push(Arc::clone(&segment));
+    state.active = segment;
+    state.next_sector = 0;
+    Ok(())
 }
 
 fn fail_stop(failure: IoFailure) -> FailStop {
@@ -274,7 +363,6 @@ impl Shared {
         let durable = self.durable.load(Ordering::Acquire);
         let finished = self.failure.get().is_some() || self.closed.load(Ordering::Acquire);
         let mut waiters = lock(&self.waiters);
-        self.durable_changed.notify_all();
         if waiters.is_empty() {
             return;
         }
