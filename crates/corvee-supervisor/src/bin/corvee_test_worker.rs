@@ -23,8 +23,8 @@ use corvee_proto::{
 fn usage() -> ! {
     eprintln!(
         "usage: corvee-test-worker [--name=NAME] [--window=N] [--no-interrupt] [--no-fd] [--ignore-sigterm]\n\
-         \x20      [--startup=normal|never-hello|drip-hello|exit:CODE] [--once=MARKER_PATH]\n\
-         jobs: noop, echo, hash, sleep (payload: ms), steps (payload: count), stubborn, fail (payload: \
+         \x20      [--startup=normal|never-hello|drip-hello|exit:CODE] [--once=MARKER_PATH] [--max-frame=BYTES]\n\
+         jobs: noop, consume, echo, hash, sleep (payload: ms), steps (payload: count), stubborn, fail (payload: \
          retryable?), snooze, log, stale, misbehave (payload: garbage|huge-frame|truncate-exit|drip|stop|crash|\
          exit|double-fork:PIDFILE)"
     );
@@ -39,6 +39,7 @@ struct Options {
     ignore_sigterm: bool,
     startup: String,
     once: Option<String>,
+    max_frame_bytes: u32,
 }
 
 fn parse_options() -> Options {
@@ -50,6 +51,7 @@ fn parse_options() -> Options {
         ignore_sigterm: false,
         startup: "normal".into(),
         once: None,
+        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
     };
     for argument in std::env::args().skip(1) {
         let (key, value) = argument.split_once('=').unwrap_or((&argument, ""));
@@ -61,6 +63,7 @@ fn parse_options() -> Options {
             "--ignore-sigterm" => options.ignore_sigterm = true,
             "--startup" => options.startup = value.into(),
             "--once" => options.once = Some(value.into()),
+            "--max-frame" => options.max_frame_bytes = value.parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
@@ -146,7 +149,7 @@ fn main() {
             interrupt: options.interrupt,
         },
         window: options.window,
-        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        max_frame_bytes: options.max_frame_bytes,
         sdk: Some("corvee-test-worker".into()),
     };
     let mut hello_bytes = Vec::new();
@@ -180,7 +183,7 @@ fn main() {
     writer.outgoing.push(&hello, Vec::new()).expect("hello");
     writer.flush();
 
-    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES).receiving_as(Peer::Worker);
+    let mut decoder = FrameDecoder::new(options.max_frame_bytes).receiving_as(Peer::Worker);
     let welcome = loop {
         match decoder.next_message() {
             Ok(Some(received)) => match received.message {
@@ -279,6 +282,14 @@ fn dispatch(state: &Arc<State>, socket: &OwnedFd, job: Job, fd: Option<OwnedFd>)
     let (job_id, attempt) = (job.job_id, job.attempt);
     match job.kind.as_str() {
         "noop" => {
+            state.writer.lock().unwrap().push(&Complete { job_id, attempt, result: None }, Vec::new());
+            return true;
+        }
+        "consume" => {
+            // Reads the whole payload (from its fd if it came as one), for
+            // the payload benchmarks.
+            let bytes = payload_bytes(&job, fd);
+            std::hint::black_box(&bytes);
             state.writer.lock().unwrap().push(&Complete { job_id, attempt, result: None }, Vec::new());
             return true;
         }

@@ -20,15 +20,18 @@ pub fn test_worker() -> String {
 }
 
 /// A pool config for the Rust test worker with `arguments`, and timeouts
-/// short enough that misbehaviour is caught in well under a second.
+/// short enough that misbehaviour is caught in seconds.
 pub fn test_pool(name: &str, arguments: &[&str]) -> PoolConfig {
     let mut argv = vec![test_worker()];
     argv.extend(arguments.iter().map(|argument| argument.to_string()));
     let mut config = PoolConfig::new(name, argv);
     config.window = 4;
     config.timeouts = WorkerTimeouts {
-        handshake: Duration::from_millis(1500),
-        heartbeat_interval: Duration::from_millis(200),
+        // Short enough that misbehaviour is caught in seconds, long enough
+        // that a healthy worker on a busy 2-core machine is never mistaken
+        // for a hung one.
+        handshake: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(500),
         interrupt_grace: Duration::from_millis(300),
         term_grace: Duration::from_millis(300),
     };
