@@ -103,6 +103,10 @@ pub(crate) struct Shared {
     pub(crate) writer_sleeping: AtomicBool,
     /// The writer of the moment: see `writer.rs`.
     pub(crate) writer_state: Mutex<WriterState>,
+    /// Batches written (each one write and one fdatasync).
+    pub(crate) batches_written: AtomicU64,
+    /// Bytes written to segments in those batches (sectors, headers included).
+    pub(crate) bytes_written: AtomicU64,
     /// Appenders wait here for room in the staging buffer.
     pub(crate) space_ready: Condvar,
     /// The highest durable LSN (0: none yet).
@@ -192,6 +196,18 @@ thread_local! {
     static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
 }
 
+/// Counters of an open journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Group-commit batches written since open: each one write and one
+    /// fdatasync, however many records it carried.
+    pub batches_written: u64,
+    /// Bytes those batches occupied on disk (sector framing included).
+    pub bytes_written: u64,
+    /// The highest durable LSN (0 if none).
+    pub durable_lsn: u64,
+}
+
 /// An open journal: the single writer of its directory.
 pub struct Journal {
     shared: Arc<Shared>,
@@ -262,6 +278,8 @@ impl Journal {
             maintenance: Mutex::new(()),
             preallocation: Mutex::new(Preallocation::Idle),
             preallocation_changed: Condvar::new(),
+            batches_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
             writer_state: Mutex::new(WriterState {
                 active,
                 next_sector: recovered.next_sector,
@@ -391,6 +409,15 @@ impl Journal {
     /// segments hold no records.
     pub fn first_lsn(&self) -> Lsn {
         lock(&self.shared.segments)[0].header.first_lsn
+    }
+
+    /// Counters since open, for metrics.
+    pub fn stats(&self) -> JournalStats {
+        JournalStats {
+            batches_written: self.shared.batches_written.load(Ordering::Relaxed),
+            bytes_written: self.shared.bytes_written.load(Ordering::Relaxed),
+            durable_lsn: self.shared.durable.load(Ordering::Acquire),
+        }
     }
 
     /// The failure that stopped the journal, if one did.

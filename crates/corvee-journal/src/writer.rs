@@ -213,6 +213,8 @@ impl Shared {
         state.active.file.sync_data().map_err(|source| FailStop { operation: "fdatasync", path: path(), source })?;
         state.active.note_batch(first_lsn, state.next_sector);
         state.next_sector += sector_total;
+        self.batches_written.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(state.sectors.len() as u64, Ordering::Relaxed);
         self.publish_durable(last_lsn);
 
         // Keep memory bounded after an oversized batch.

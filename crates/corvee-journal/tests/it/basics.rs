@@ -78,3 +78,31 @@ fn a_second_writer_is_refused_naming_the_holder() {
     let message = error.to_string();
     assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
 }
+
+#[test]
+fn a_lingering_writer_waits_for_more_records_but_not_past_a_full_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = [7u8; 100];
+    // Room for exactly four records; a linger far longer than the test.
+    let options = JournalOptions {
+        linger: std::time::Duration::from_secs(120),
+        max_batch_bytes: 4 * (16 + record.len()),
+        ..JournalOptions::default()
+    };
+    let (journal, _) = Journal::open(dir.path(), options).unwrap();
+    let journal = std::sync::Arc::new(journal);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for _ in 0..4 {
+        let (journal, done_tx) = (journal.clone(), done_tx.clone());
+        std::thread::spawn(move || done_tx.send(journal.append(&record).unwrap().wait().unwrap()).unwrap());
+    }
+    let mut lsns: Vec<u64> = (0..4)
+        .map(|_| {
+            done_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("a full batch is written at once").get()
+        })
+        .collect();
+    lsns.sort_unstable();
+    assert_eq!(lsns, [1, 2, 3, 4]);
+    // The first record waited for the other three: one write, one fdatasync.
+    assert_eq!(journal.stats().batches_written, 1);
+}
