@@ -117,6 +117,24 @@ impl CoreState {
         })
     }
 
+    /// The data files jobs' payloads are in (for finding orphaned files).
+    pub fn payload_files(&self) -> std::collections::HashSet<String> {
+        self.jobs
+            .iter_after(JobId(0))
+            .filter_map(|(_, job)| job.extra()?.payload_file.as_ref().map(|(name, _)| name.clone()))
+            .collect()
+    }
+
+    /// The queue of a job, if it exists.
+    pub fn queue_of(&self, id: JobId) -> Option<QueueName> {
+        self.jobs.get(id).map(|job| self.queues[job.queue as usize].name.clone())
+    }
+
+    /// The visible state of a job now, if it exists (without moving the clock).
+    pub fn state_of_job(&self, id: JobId) -> Option<JobState> {
+        self.jobs.get(id).map(|job| self.state_of(job))
+    }
+
     /// When the next pending job becomes due (in any queue).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.timers.first().map(|&(at, _)| at)

@@ -211,8 +211,8 @@ pub struct JournalStats {
 /// An open journal: the single writer of its directory.
 pub struct Journal {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
-    preallocator: Option<JoinHandle<()>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    preallocator: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for Journal {
@@ -307,7 +307,10 @@ impl Journal {
         } else {
             None
         };
-        Ok((Journal { shared, writer: Some(writer), preallocator }, recovered.report))
+        Ok((
+            Journal { shared, writer: Mutex::new(Some(writer)), preallocator: Mutex::new(preallocator) },
+            recovered.report,
+        ))
     }
 
     /// Appends one record. The returned [`Ticket`] resolves once the record
@@ -551,7 +554,9 @@ impl Journal {
 
     /// Writes everything appended so far, stops the writer, and reports
     /// whether all of it became durable.
-    pub fn close(mut self) -> Result<(), AppendError> {
+    /// Later appends fail with [`AppendError::Closed`]; closing again does
+    /// nothing more. Dropping the journal closes it too.
+    pub fn close(&self) -> Result<(), AppendError> {
         self.shutdown();
         match self.shared.failure.get() {
             Some(failure) => Err(AppendError::Failed(Arc::clone(failure))),
@@ -559,16 +564,18 @@ impl Journal {
         }
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&self) {
         lock(&self.shared.queue).closing = true;
         self.shared.work_ready.notify_all();
         self.shared.space_ready.notify_all();
-        if let Some(writer) = self.writer.take() {
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
             let _ = writer.join();
         }
         *lock(&self.shared.preallocation) = Preallocation::Shutdown;
         self.shared.preallocation_changed.notify_all();
-        if let Some(preallocator) = self.preallocator.take() {
+        let preallocator = lock(&self.preallocator).take();
+        if let Some(preallocator) = preallocator {
             let _ = preallocator.join();
         }
         self.shared.closed.store(true, Ordering::Release);

@@ -1,0 +1,4 @@
+//! Integration tests of corvee-store: one test binary, one module per
+//! feature.
+
+mod conformance;
