@@ -2,3 +2,4 @@
 //! feature.
 
 mod conformance;
+mod model;
