@@ -30,4 +30,4 @@ mod local;
 pub use api::{LeasedJob, PayloadData, Store, StoreEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
-pub use local::{LocalStore, LocalStoreOptions, MaintenanceOptions, OpenReport};
+pub use local::{LocalStore, LocalStoreOptions, MaintenanceOptions, MaintenanceReport, OpenReport};

@@ -70,23 +70,49 @@ fn run(weak: Weak<Inner>, options: MaintenanceOptions, stopped: mpsc::Receiver<(
         if inner.failed.get().is_some() {
             return;
         }
+        let compact = last_compaction.elapsed() >= options.compact_every;
+        if compact {
+            last_compaction = Instant::now();
+        }
         // Errors here stop the store (journal failures) or are retried at
         // the next turn; the store's callers see them.
-        let _ = inner.execute_blocking(Command::ExpireLeases);
-        if last_compaction.elapsed() >= options.compact_every {
-            last_compaction = Instant::now();
-            while let Ok(Reply::Compacted(count)) = inner.execute_blocking(Command::Compact) {
-                if count == 0 {
-                    break;
-                }
+        let _ = maintain(&inner, compact);
+    }
+}
+
+/// What one round of maintenance did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Leases that had expired.
+    pub leases_expired: usize,
+    /// Finished jobs deleted by retention.
+    pub jobs_deleted: u64,
+    /// Whether a snapshot was taken (and the segments it covers removed).
+    pub snapshot_taken: bool,
+}
+
+/// One round: expire leases, compact if asked, snapshot if enough journal
+/// was written since the last snapshot.
+pub(crate) fn maintain(inner: &Inner, compact: bool) -> Result<MaintenanceReport, crate::StoreError> {
+    let mut report = MaintenanceReport::default();
+    if let Reply::Expired(expired) = inner.execute_blocking(Command::ExpireLeases)? {
+        report.leases_expired = expired.len();
+    }
+    if compact {
+        while let Reply::Compacted(count) = inner.execute_blocking(Command::Compact)? {
+            report.jobs_deleted += count;
+            if count == 0 {
+                break;
             }
         }
-        let written = inner.journal.stats().bytes_written;
-        let since_snapshot = written.saturating_sub(*lock(&inner.snapshot_at_bytes));
-        if since_snapshot >= inner.options.snapshot_every_bytes {
-            let _ = inner.snapshot();
-        }
     }
+    let written = inner.journal.stats().bytes_written;
+    let since_snapshot = written.saturating_sub(*lock(&inner.snapshot_at_bytes));
+    if since_snapshot >= inner.options.snapshot_every_bytes {
+        inner.snapshot()?;
+        report.snapshot_taken = true;
+    }
+    Ok(report)
 }
 
 fn time_to_next_deadline(inner: &Inner) -> Duration {

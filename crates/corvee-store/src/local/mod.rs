@@ -38,7 +38,7 @@ use crate::clock::Clock;
 use crate::error::StoreError;
 use data_files::DataFiles;
 use events::{events_for, PendingEvents};
-pub use maintenance::MaintenanceOptions;
+pub use maintenance::{MaintenanceOptions, MaintenanceReport};
 pub use open::OpenReport;
 
 /// How a local store is set up.
@@ -167,6 +167,13 @@ impl LocalStore {
         }
         self.inner.after_durable(submitted.actions);
         Ok(submitted.reply)
+    }
+
+    /// Runs one round of the maintenance the background thread does:
+    /// expire leases, delete finished jobs past retention (if `compact`),
+    /// and snapshot if enough journal was written since the last snapshot.
+    pub fn maintain(&self, compact: bool) -> Result<MaintenanceReport, StoreError> {
+        maintenance::maintain(&self.inner, compact)
     }
 
     /// Takes a snapshot of the state now and removes the journal segments

@@ -2,4 +2,5 @@
 //! feature.
 
 mod conformance;
+mod durability;
 mod model;

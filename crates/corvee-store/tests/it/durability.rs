@@ -1,0 +1,153 @@
+//! The local store on a real directory: reopening from a snapshot, the
+//! attempt count surviving crashes (a job that takes the daemon down is
+//! eventually discarded), the writer lock, orphaned payload files, a
+//! damaged journal, and snapshots bounding the journal.
+
+use std::sync::Arc;
+
+use corvee_core::{JobState, Kind, LeaseHolder, NewJob, QueueName};
+use corvee_journal::JournalOptions;
+use corvee_store::{LocalStore, LocalStoreOptions, ManualClock, Store, StoreError};
+
+fn options() -> LocalStoreOptions {
+    LocalStoreOptions {
+        maintenance: None,
+        journal: JournalOptions { segment_bytes: 64 * 1024, ..JournalOptions::default() },
+        ..LocalStoreOptions::default()
+    }
+}
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(corvee_store::conformance::START))
+}
+
+fn queue() -> QueueName {
+    QueueName::new("q").unwrap()
+}
+
+fn job(i: u32) -> NewJob {
+    NewJob::new(queue(), Kind::new("k").unwrap(), i.to_le_bytes().to_vec())
+}
+
+#[tokio::test]
+async fn a_cleanly_closed_store_reopens_from_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let (store, report) = LocalStore::open_with_clock(dir.path(), options(), clock.clone()).unwrap();
+        assert_eq!(report.jobs, 0);
+        store.enqueue((0..1000).map(job).collect()).await.unwrap();
+        let leases = store.lease(&[queue()], 100, LeaseHolder::External { client: "t".into() }).await.unwrap();
+        for lease in &leases[..50] {
+            store.complete(lease.job, lease.attempt, Some(b"ok".to_vec()), None).await.unwrap();
+        }
+        store.close().unwrap();
+        assert!(matches!(store.enqueue(vec![job(0)]).await, Err(StoreError::Closed)));
+    }
+    let (store, report) = LocalStore::open_with_clock(dir.path(), options(), clock).unwrap();
+    assert_eq!(report.jobs, 1000);
+    assert!(report.snapshot_lsn.is_some(), "{report}");
+    assert_eq!(report.records_replayed, 0, "everything is in the snapshot: {report}");
+    assert!(report.journal.clean_shutdown);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats[0].available, stats[0].running, stats[0].completed), (900, 50, 50));
+    // The 50 attempts still leased externally were not this node's: they
+    // keep their leases until they expire.
+    assert_eq!(report.attempts_recovered, 0);
+}
+
+#[tokio::test]
+async fn a_job_that_takes_the_daemon_down_runs_out_of_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let id = {
+        let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock.clone()).unwrap();
+        store.enqueue(vec![job(1).max_attempts(3)]).await.unwrap()[0].id
+    };
+    for crash in 1..=3u32 {
+        let (store, report) = LocalStore::open_with_clock(dir.path(), options(), clock.clone()).unwrap();
+        assert_eq!(report.attempts_recovered, u64::from(crash > 1));
+        clock.advance(3_600_000);
+        let leases = store.lease(&[queue()], 1, LeaseHolder::Supervised { node: 1 }).await.unwrap();
+        assert_eq!(leases.len(), 1, "crash {crash}: the job should run again");
+        assert_eq!(leases[0].attempt, crash);
+        // The daemon dies with the attempt running: no report ever comes.
+        drop(store);
+    }
+    let (store, report) = LocalStore::open_with_clock(dir.path(), options(), clock.clone()).unwrap();
+    assert_eq!(report.attempts_recovered, 1);
+    let view = store.get(id).await.unwrap().unwrap();
+    assert_eq!(view.state, JobState::Discarded, "three lost attempts exhaust max_attempts 3");
+    assert_eq!(view.errors.len(), 3);
+    assert!(view.errors.iter().all(|error| error.error.contains("daemon stopped")), "{:?}", view.errors);
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+    let error = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap_err();
+    assert!(matches!(error, StoreError::Locked(_)), "{error}");
+    assert!(error.to_string().contains("locked by another writer"), "{error}");
+}
+
+#[tokio::test]
+async fn orphaned_payload_files_are_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![7u8; 100_000];
+    let id = {
+        let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+        store.enqueue(vec![NewJob::new(queue(), Kind::new("k").unwrap(), big.clone())]).await.unwrap()[0].id
+    };
+    // A crash between writing a payload file and journaling its job.
+    std::fs::write(dir.path().join("data/0123456789abcdef0123456789abcdef.payload"), b"orphan").unwrap();
+    let (store, report) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+    assert_eq!(report.orphaned_payload_files, ["0123456789abcdef0123456789abcdef.payload"]);
+    assert!(!dir.path().join("data/0123456789abcdef0123456789abcdef.payload").exists());
+    assert!(store.payload_bytes(id).unwrap().unwrap() == big, "the referenced payload file stays");
+}
+
+#[tokio::test]
+async fn a_damaged_journal_refuses_to_open_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+        for i in 0..20 {
+            store.enqueue(vec![job(i)]).await.unwrap();
+        }
+    }
+    let segment = dir.path().join("journal/00000001.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[4096 + 600] ^= 0x40;
+    std::fs::write(&segment, bytes).unwrap();
+    let error = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{message}");
+    assert!(message.contains("00000001.log") && message.contains("offset 4608"), "{message}");
+}
+
+#[tokio::test]
+async fn maintenance_snapshots_once_enough_journal_is_written_and_drops_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LocalStoreOptions { snapshot_every_bytes: 256 * 1024, ..options() };
+    let (store, _) = LocalStore::open_with_clock(dir.path(), options.clone(), clock()).unwrap();
+    let segments = || {
+        std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
+            .count()
+    };
+    assert!(!store.maintain(false).unwrap().snapshot_taken);
+    let padded = |i: u32| NewJob::new(queue(), Kind::new("k").unwrap(), i.to_le_bytes().repeat(50));
+    for batch in 0..300u32 {
+        store.enqueue((0..10).map(|i| padded(batch * 10 + i)).collect()).await.unwrap();
+    }
+    let before = segments();
+    assert!(before > 3, "the workload should span several segments, has {before}");
+    assert!(store.maintain(false).unwrap().snapshot_taken);
+    assert!(segments() < before, "segments covered by the snapshot are removed");
+    drop(store);
+    let (_, report) = LocalStore::open_with_clock(dir.path(), options, clock()).unwrap();
+    assert_eq!(report.jobs, 3000);
+    assert!(report.records_replayed <= 2, "{report}");
+}
