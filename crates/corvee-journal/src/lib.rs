@@ -101,6 +101,10 @@ pub(crate) struct Shared {
     /// Set (under the queue lock) while the writer thread sleeps on
     /// `work_ready`, so it is signalled only then.
     pub(crate) writer_sleeping: AtomicBool,
+    /// Whoever lingers for a fuller batch waits here (never on
+    /// `work_ready`, so a wake-up meant for it cannot go to the writer
+    /// thread instead).
+    pub(crate) linger_changed: Condvar,
     /// The writer of the moment: see `writer.rs`.
     pub(crate) writer_state: Mutex<WriterState>,
     /// Batches written (each one write and one fdatasync).
@@ -268,6 +272,7 @@ impl Journal {
             options,
             work_ready: Condvar::new(),
             writer_sleeping: AtomicBool::new(false),
+            linger_changed: Condvar::new(),
             space_ready: Condvar::new(),
             durable: AtomicU64::new(durable),
             failure: OnceLock::new(),
@@ -370,18 +375,18 @@ impl Journal {
             queue.next_lsn += 1;
         }
         let last_lsn = queue.next_lsn - 1;
-        // A full batch should not wait for anyone to lead it. (With a linger
-        // configured, a writer lingering on `work_ready` rechecks the size.)
+        // A full batch should not wait for anyone to lead it.
         if queue.staging.len() >= shared.options.max_batch_bytes {
             shared.kick_writer_locked(&mut queue);
-        } else if was_empty && (queue.writer_idle || !shared.options.linger.is_zero()) {
-            // Start the writer thread's timer for records nobody leads (or
-            // let a lingering writer recheck the batch size).
-            if shared.writer_sleeping.load(Ordering::Relaxed) {
-                shared.work_ready.notify_one();
-            }
+        } else if was_empty && queue.writer_idle && shared.writer_sleeping.load(Ordering::Relaxed) {
+            // Start the writer thread's timer for records nobody leads.
+            shared.work_ready.notify_one();
         }
         drop(queue);
+        if !shared.options.linger.is_zero() {
+            // A writer lingering for a fuller batch rechecks its size.
+            shared.linger_changed.notify_all();
+        }
         Ok(Ticket {
             shared: Arc::clone(shared),
             first: Lsn::new(first_lsn).expect("LSN"),
@@ -567,6 +572,7 @@ impl Journal {
     fn shutdown(&self) {
         lock(&self.shared.queue).closing = true;
         self.shared.work_ready.notify_all();
+        self.shared.linger_changed.notify_all();
         self.shared.space_ready.notify_all();
         let writer = lock(&self.writer).take();
         if let Some(writer) = writer {

@@ -183,9 +183,7 @@ impl Shared {
                 if now >= deadline {
                     break;
                 }
-                self.writer_sleeping.store(true, Ordering::Relaxed);
-                queue = self.work_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
-                self.writer_sleeping.store(false, Ordering::Relaxed);
+                queue = self.linger_changed.wait_timeout(queue, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
         }
         state.batch.clear();

@@ -369,11 +369,13 @@ impl Store for LocalStore {
     async fn enqueue(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         // Payloads over the inline limit go to data files first, durably.
         let inline_limit = self.inner.options.limits.max_inline_payload_bytes;
-        let mut written = Vec::new();
-        for job in &mut jobs {
+        // (index of the job, its data file)
+        let mut written: Vec<(usize, String)> = Vec::new();
+        let names = |written: &[(usize, String)]| written.iter().map(|(_, name)| name.clone()).collect::<Vec<_>>();
+        for (index, job) in jobs.iter_mut().enumerate() {
             let Payload::Inline(bytes) = &job.payload else { continue };
             if bytes.len() as u64 > self.inner.options.max_payload_bytes {
-                self.inner.data.remove(&written);
+                self.inner.data.remove(&names(&written));
                 return Err(StoreError::PayloadTooLarge {
                     len: bytes.len() as u64,
                     max: self.inner.options.max_payload_bytes,
@@ -383,26 +385,26 @@ impl Store for LocalStore {
                 let name = match self.inner.data.write(bytes) {
                     Ok(name) => name,
                     Err(error) => {
-                        self.inner.data.remove(&written);
+                        self.inner.data.remove(&names(&written));
                         return Err(error);
                     }
                 };
                 job.payload = Payload::File { name: name.clone(), len: bytes.len() as u64 };
-                written.push(name);
+                written.push((index, name));
             }
         }
         match self.execute(Command::Enqueue { jobs }).await {
             Ok(Reply::Enqueued(enqueued)) => {
                 // Files of jobs that turned out to be duplicates are unused.
-                let used = lock(&self.inner.state).payload_files();
-                let unused: Vec<String> = written.into_iter().filter(|name| !used.contains(name)).collect();
+                let unused: Vec<String> =
+                    written.into_iter().filter(|(index, _)| enqueued[*index].duplicate).map(|(_, name)| name).collect();
                 self.inner.data.remove(&unused);
                 Ok(enqueued)
             }
             Ok(other) => Err(unexpected(other)),
             Err(error) => {
                 if !matches!(error, StoreError::Failed { .. }) {
-                    self.inner.data.remove(&written);
+                    self.inner.data.remove(&names(&written));
                 }
                 Err(error)
             }
