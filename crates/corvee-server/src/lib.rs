@@ -1,0 +1,1 @@
+//! corvee-server: the daemon. (Being built.)
