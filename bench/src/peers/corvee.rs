@@ -175,17 +175,17 @@ impl Corvee {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
 
-    fn read_latencies(&self) -> Result<Vec<u64>> {
-        let mut latencies = Vec::new();
-        for entry in std::fs::read_dir(&self.latency_dir)? {
-            let path = entry?.path();
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            latencies.extend(bytes.chunks_exact(8).map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
-            std::fs::remove_file(&path)?;
-        }
-        Ok(latencies)
+/// Every latency the worker processes wrote to `latency_dir`.
+fn read_latencies(latency_dir: &Path) -> Result<Vec<u64>> {
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(latency_dir)? {
+        let path = entry?.path();
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        latencies.extend(bytes.chunks_exact(8).map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes"))));
     }
+    Ok(latencies)
 }
 
 impl System for Corvee {
@@ -199,8 +199,9 @@ impl System for Corvee {
     fn consume(&self, queue: &str, _workers: usize, _window: usize, probe: Arc<Probe>) -> Result<Consumers> {
         let mut conn = Conn::connect(&self.socket)?;
         let baseline = Self::queue_counts(&mut conn, queue)?["completed"].as_u64().unwrap_or(0);
-        let queue = queue.to_owned();
+        let polled_queue = queue.to_owned();
         let poller = std::thread::spawn(move || -> Result<()> {
+            let queue = polled_queue;
             while !probe.stop.load(Ordering::Relaxed) {
                 let counts = Self::queue_counts(&mut conn, &queue)?;
                 if Self::failures(&counts) > 0 {
@@ -212,12 +213,13 @@ impl System for Corvee {
             }
             Ok(())
         });
-        let latency_dir = self.latency_dir.clone();
-        let socket = self.socket.clone();
+        // The worker processes keep their latency files open for their
+        // whole life, and only the one latency run writes to them.
+        let latency_dir = (queue == "latency").then(|| self.latency_dir.clone());
         Ok(Consumers {
             finish: Box::new(move || {
                 poller.join().expect("poller thread panicked")?;
-                Corvee { socket, latency_dir }.read_latencies()
+                latency_dir.map_or(Ok(Vec::new()), |latency_dir| read_latencies(&latency_dir))
             }),
         })
     }

@@ -13,8 +13,10 @@
 //!   of this process (corvee's workers are processes of its daemon);
 //! - durable enqueue rate: jobs acknowledged per second over `--seconds`,
 //!   with 1 producer (one request at a time), 4 producers, 1 producer with
-//!   64 single-job requests in flight (pipelined on its connection), and 1
-//!   producer sending batches of 64 jobs in the system's batch form;
+//!   64 single-job requests in flight (pipelined on its connection), 64
+//!   producers (64 connections, one request each: what a connection pool
+//!   does), and 1 producer sending batches of 64 jobs in the system's batch
+//!   form;
 //! - end to end: 4 producers sending batches of 64 while 4 workers take up
 //!   to 64 jobs at a time, do nothing, and complete them; producers pause
 //!   while 20,000 jobs are pending; completed jobs per second from the
@@ -27,8 +29,9 @@
 //! - command jobs: 1,000 `true` commands from one producer, from the first
 //!   enqueue until all have run (corvee and task-spooler only).
 //!
-//! Usage: `peers SYSTEM [--seconds S] ENDPOINT...`, `peers table FILE`,
-//! and `peers corvee-worker --latency-dir DIR` (run by corvee's daemon).
+//! Usage: `peers SYSTEM [--seconds S] ENDPOINT...`, `peers table --results
+//! FILE`, `peers disk --dir DIR` (the disk's fsync rate, for context), and
+//! `peers corvee-worker --latency-dir DIR` (run by corvee's daemon).
 
 mod beanstalkd;
 mod conn;
@@ -73,13 +76,17 @@ fn main() -> Result<()> {
             let port = options.get("port").context("postgres needs --port")?.parse()?;
             measure("postgres", &postgres::Postgres::new(path("socket-dir")?, port)?, seconds)
         }
+        "disk" => {
+            report("disk", "fdatasync_4k", disk_fdatasync_rate(&path("dir")?)?, "ops/s");
+            Ok(())
+        }
         "tsp" => {
             report("tsp", "command_jobs_true", tsp::command_jobs(&path("socket")?, COMMAND_JOBS)?, "jobs/s");
             Ok(())
         }
         _ => bail!(
             "usage: peers corvee|beanstalkd|redis|postgres|tsp [--seconds S] ENDPOINT..., \
-             peers table --results FILE, or peers corvee-worker --latency-dir DIR"
+             peers table --results FILE, peers disk --dir DIR, or peers corvee-worker --latency-dir DIR"
         ),
     }
 }
@@ -107,6 +114,7 @@ fn measure(name: &str, system: &dyn System, seconds: f64) -> Result<()> {
         ("enqueue_1_producer", 1, 1, 1),
         ("enqueue_4_producers", 4, 1, 1),
         ("enqueue_1_producer_64_in_flight", 1, 64, 1),
+        ("enqueue_64_producers", 64, 1, 1),
         ("enqueue_1_producer_batches_of_64", 1, 1, 64),
     ] {
         let rate = harness::enqueue_rate(system, "enqueue", producers, in_flight, batch, seconds)
@@ -133,4 +141,29 @@ fn measure(name: &str, system: &dyn System, seconds: f64) -> Result<()> {
     let rate = harness::end_to_end(system, "payload", large).with_context(|| format!("{name}: 64-KiB payloads"))?;
     report(name, "payload_64kib_end_to_end", rate * (64 << 10) as f64 / 1e6, "MB/s");
     Ok(())
+}
+
+/// What the disk under `dir` allows right now: 4-KiB overwrites of a
+/// preallocated file, each followed by `fdatasync`, for one second. Every
+/// figure above is bounded by this when requests are not grouped, and on a
+/// shared machine it moves with what the neighbours do.
+fn disk_fdatasync_rate(dir: &std::path::Path) -> Result<f64> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fdatasync-probe");
+    let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    let block = vec![7u8; 4096];
+    for index in 0..256u64 {
+        file.write_all_at(&block, index * 4096)?;
+    }
+    file.sync_all()?;
+    let started = std::time::Instant::now();
+    let mut count = 0u64;
+    while started.elapsed() < std::time::Duration::from_secs(1) {
+        file.write_all_at(&block, (count % 256) * 4096)?;
+        file.sync_data()?;
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
 }

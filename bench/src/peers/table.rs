@@ -6,14 +6,16 @@ use std::fmt::Write;
 
 /// Systems in column order, and figures in row order with their labels.
 pub const SYSTEMS: [&str; 5] = ["corvee", "beanstalkd", "redis", "postgres", "tsp"];
-pub const FIGURES: [(&str, &str); 9] = [
+pub const FIGURES: [(&str, &str); 11] = [
     ("enqueue_1_producer", "durable enqueue, 1 producer"),
     ("enqueue_4_producers", "durable enqueue, 4 producers"),
-    ("enqueue_1_producer_64_in_flight", "durable enqueue, 1 producer, 64 in flight"),
+    ("enqueue_1_producer_64_in_flight", "durable enqueue, 1 producer, 64 pipelined"),
+    ("enqueue_64_producers", "durable enqueue, 64 producers"),
     ("enqueue_1_producer_batches_of_64", "durable enqueue, 1 producer, batches of 64"),
     ("end_to_end_4_workers", "end to end, 4 producers, 4 workers"),
     ("latency_p50", "enqueue→start p50 at 1,000/s"),
     ("latency_p99", "enqueue→start p99 at 1,000/s"),
+    ("latency_rate", "rate the latency producer achieved"),
     ("payload_64kib_end_to_end", "64-KiB payloads end to end"),
     ("command_jobs_true", "`true` command jobs"),
 ];
