@@ -289,7 +289,13 @@ fn cancel_response(id: JobId, outcome: CancelOutcome) -> Json<Value> {
     }
 }
 
-pub async fn cancel(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+// The body is read (and ignored) so that the connection can be reused or
+// closed cleanly.
+pub async fn cancel(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    _body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     Ok(cancel_response(id, daemon.store.cancel(id).await?))
 }
@@ -297,6 +303,7 @@ pub async fn cancel(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -
 pub async fn cancel_execution(
     State(daemon): State<Arc<Daemon>>,
     Path(execution): Path<String>,
+    _body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || {
         ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no running execution {execution}"))
@@ -312,7 +319,13 @@ pub async fn cancel_execution(
     Ok(cancel_response(parsed.job, daemon.store.cancel(parsed.job).await?))
 }
 
-pub async fn retry(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+// The body is read (and ignored) so that the connection can be reused or
+// closed cleanly.
+pub async fn retry(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    _body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     daemon.store.retry(id).await?;
     Ok(Json(json!({"id": id.0})))
