@@ -172,10 +172,6 @@ pub async fn run_commands(daemon: Arc<Daemon>) {
                     daemon.executions.ended(job, attempt);
                     let _ = daemon.store.release(job, attempt).await;
                 }
-                Err(other) => {
-                    daemon.executions.ended(job, attempt);
-                    let _ = daemon.store.fail(job, attempt, other.to_string(), false, None).await;
-                }
             }
         }
     }
