@@ -1,0 +1,12 @@
+//! corvee's integration tests, one binary: the client's HTTP/1.1 handling
+//! against a fake daemon on a Unix socket, the spool writer, and the data
+//! directory rules.
+//!
+//! End-to-end tests against the real daemon belong here too once
+//! `corvee serve` exists; the fake daemon only checks the client's wire
+//! handling.
+
+mod client_wire;
+mod data_dir;
+mod fake_daemon;
+mod spool;
