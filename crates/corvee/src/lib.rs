@@ -1,5 +1,6 @@
 //! corvee: the client for the corvee daemon, the spool-directory writer, the
-//! data-directory rules, and the embedded store.
+//! data-directory rules, and the embedded store; the `corvee` program is
+//! built on them.
 //!
 //! - [`client`] talks to a running daemon (`corvee serve`) over its Unix
 //!   socket `<dir>/corvee.sock`, or over TCP with a bearer token: HTTP/1.1
@@ -20,10 +21,16 @@
 //! println!("job {} is {}", job.id, job.state);
 //! # Ok(()) }
 //! ```
+//!
+//! The `cli` module is the `corvee` program itself; it is public only so
+//! that its parsing and output can be tested, and is not a stable API.
 
 pub mod client;
 pub mod dir;
 pub mod spool;
+
+#[doc(hidden)]
+pub mod cli;
 
 /// The embedded store, for programs that want corvee in-process: the
 /// [`Store`] trait and the [`LocalStore`] (the job engine over the journal in
