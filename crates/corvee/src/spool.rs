@@ -50,6 +50,14 @@ pub enum SpoolError {
     /// A batch must hold at least one job.
     #[error("a spool batch needs at least one job")]
     EmptyBatch,
+    /// A job the daemon would refuse. Checked here because the daemon
+    /// ingests the file later, where an invalid file only lands in
+    /// `incoming/failed/`.
+    #[error("the job is not valid: {reason}")]
+    InvalidJob {
+        /// What is wrong (and, in a batch, which job).
+        reason: String,
+    },
 }
 
 /// A spool file written and in `incoming/new/`.
@@ -64,6 +72,7 @@ pub struct SpoolFile {
 
 /// Writes one job into the spool of the data directory `dir`.
 pub fn write_job(dir: &Path, request: &JobRequest) -> Result<SpoolFile, SpoolError> {
+    check_job(request).map_err(|reason| SpoolError::InvalidJob { reason })?;
     let json = serde_json::to_vec(request).map_err(SpoolError::Encode)?;
     write_json(dir, &json)
 }
@@ -73,8 +82,25 @@ pub fn write_batch(dir: &Path, requests: &[JobRequest]) -> Result<SpoolFile, Spo
     if requests.is_empty() {
         return Err(SpoolError::EmptyBatch);
     }
+    for (index, request) in requests.iter().enumerate() {
+        check_job(request)
+            .map_err(|reason| SpoolError::InvalidJob { reason: format!("job {index} of the batch: {reason}") })?;
+    }
     let json = serde_json::to_vec(&crate::client::enqueue_batch_body(requests)).map_err(SpoolError::Encode)?;
     write_json(dir, &json)
+}
+
+/// What the daemon would refuse that can be seen here: an invalid queue
+/// name or kind (corvee-core's own checks), or both a delay and a run time.
+fn check_job(request: &JobRequest) -> Result<(), String> {
+    if let Some(queue) = &request.queue {
+        corvee_core::QueueName::new(queue.as_str()).map_err(|error| error.to_string())?;
+    }
+    corvee_core::Kind::new(request.kind.as_str()).map_err(|error| error.to_string())?;
+    if request.delay_ms.is_some() && request.run_at.is_some() {
+        return Err("it has both delay_ms and run_at".to_string());
+    }
+    Ok(())
 }
 
 /// `<dir>/incoming/new/`, where finished spool files wait for the daemon.

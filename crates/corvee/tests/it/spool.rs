@@ -96,3 +96,23 @@ fn a_daemon_file_payload_is_passed_as_a_path() {
         serde_json::from_slice(&std::fs::read(&written.path).expect("readable")).expect("JSON");
     assert_eq!(json, serde_json::json!({"kind": "import", "payload_file": "/data/rows.csv"}));
 }
+
+#[test]
+fn a_job_the_daemon_would_refuse_is_refused_here_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let check = |request: JobRequest| {
+        let error = spool::write_job(dir.path(), &request).expect_err("invalid");
+        assert!(matches!(error, SpoolError::InvalidJob { .. }), "{error:?}");
+        error.to_string()
+    };
+    let message = check(JobRequest::new("k").on_queue("Bad Queue!"));
+    assert!(message.contains("Bad Queue!"), "{message}");
+    check(JobRequest::new("has space"));
+    let mut both = JobRequest::new("k");
+    both.delay_ms = Some(1);
+    both.run_at = Some("2026-11-22T11:00:00Z".to_string());
+    check(both);
+    let error = spool::write_batch(dir.path(), &[JobRequest::new("k"), JobRequest::new("")]).expect_err("invalid");
+    assert!(error.to_string().contains("job 1 of the batch"), "{error}");
+    assert!(!spool::new_dir(dir.path()).exists());
+}
