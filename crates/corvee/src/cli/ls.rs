@@ -67,6 +67,8 @@ pub fn run(args: LsArgs, context: &Context) -> anyhow::Result<u8> {
     }
     if args.json {
         print_json(&page)?;
+    } else if page.jobs.is_empty() {
+        print_message("no jobs match");
     } else {
         print_stdout(&render_job_table(&page.jobs, now_ms()))?;
     }
