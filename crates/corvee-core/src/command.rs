@@ -210,6 +210,9 @@ pub struct Lease {
     pub deadline: Timestamp,
     /// How much each heartbeat extends the lease by.
     pub timeout_ms: u32,
+    /// When the job became due (enqueue time, `run_at`, or the end of its
+    /// backoff): the lease time minus this is how long it waited.
+    pub due_at: Timestamp,
 }
 
 /// What became of a job after a failed or interrupted attempt.

@@ -87,6 +87,7 @@ impl CoreState {
                     progress: extra.and_then(|extra| extra.progress.clone()),
                     deadline: grant.deadline,
                     timeout_ms: job.timeout_ms,
+                    due_at: job.run_at,
                 }
             })
             .collect();

@@ -71,6 +71,8 @@ pub struct LeasedJob {
     pub deadline: Timestamp,
     /// How long each heartbeat extends the lease.
     pub timeout_ms: u32,
+    /// When the job became due: the lease time minus this is its wait.
+    pub due_at: Timestamp,
 }
 
 /// Something that happened in the store, broadcast after it is durable.

@@ -350,6 +350,7 @@ impl Inner {
             progress: lease.progress,
             deadline: lease.deadline,
             timeout_ms: lease.timeout_ms,
+            due_at: lease.due_at,
         }
     }
 

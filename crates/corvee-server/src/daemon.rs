@@ -1,0 +1,326 @@
+//! The daemon: one directory, one store, the worker pools and the command
+//! runner, and the tasks connecting them.
+//!
+//! Start-up, in an order that keeps the contract:
+//! 1. the directory (0700) and the daemon lock — no other daemon runs here;
+//! 2. the process ledger: kill what a previous daemon left running, before
+//!    its jobs can be leased again;
+//! 3. the store: recover from disk (failing this node's interrupted
+//!    attempts as lost), apply the configured queue settings;
+//! 4. the supervisor: log store, pools, command runner;
+//! 5. the tasks: outcome handling, routing of cancels and expiries,
+//!    dispatch (leasing), then the listeners, the spool and the monitor.
+//!
+//! Shutdown: stop leasing, interrupt every running attempt (its lease is
+//! released with its checkpoint, not counted against its attempts), wait up
+//! to the grace period, kill what is left, then snapshot and close the
+//! store.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use corvee_core::{InterruptCause, JobId, LeaseHolder, NewJob};
+use corvee_store::{LocalStore, LocalStoreOptions, Store, StoreError, StoreEvent};
+use corvee_supervisor::{CommandRunner, EventSink, LogStore, WorkerPool};
+use tokio::sync::{watch, Notify};
+
+use crate::config::{Config, PoolSettings};
+use crate::executions::{Executions, Runner};
+use crate::hub::{ApiEvent, Hub};
+use crate::leftovers::{DaemonLock, ProcessLedger};
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
+
+/// How a daemon is started.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The configuration file; `None`: `<dir>/corvee.toml` if it exists.
+    pub config: Option<PathBuf>,
+}
+
+/// A worker pool and its settings.
+#[derive(Debug)]
+pub struct Pool {
+    /// The settings it was started with.
+    pub settings: PoolSettings,
+    /// The running pool.
+    pub pool: WorkerPool,
+}
+
+/// A running daemon. Shared by its tasks and the HTTP handlers.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The configuration in force.
+    pub config: Config,
+    /// The job store.
+    pub store: LocalStore,
+    /// The worker pools.
+    pub pools: Vec<Pool>,
+    /// The command-job runner.
+    pub commands: CommandRunner,
+    /// Per-job logs.
+    pub logs: LogStore,
+    /// Running attempts.
+    pub executions: Executions,
+    /// Events for API clients.
+    pub hub: Hub,
+    /// Counters.
+    pub metrics: Metrics,
+    /// The monitor's current findings.
+    pub monitor: Monitor,
+    /// Process groups started (for a successor to clean up after a crash).
+    pub ledger: ProcessLedger,
+    /// When it started.
+    pub started: Instant,
+    /// Set once shutdown begins: dispatchers stop leasing.
+    pub stopping: watch::Sender<bool>,
+    /// Woken whenever an execution ends (shutdown waits on it).
+    pub execution_ended: Notify,
+    /// The lease holder for everything this daemon runs.
+    pub holder: LeaseHolder,
+    /// The store's per-job limits.
+    pub limits: corvee_core::Limits,
+    /// Set after a second signal: kill rather than wait.
+    pub hurry: AtomicBool,
+    /// Pids of worker processes running now, by pool (for the ledger's
+    /// compaction).
+    pub live_processes: Mutex<HashMap<u32, ()>>,
+    _lock: DaemonLock,
+}
+
+/// Creates `dir` (and parents) with mode 0700, or tightens it to 0700.
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let metadata = std::fs::metadata(dir).with_context(|| format!("cannot use {}", dir.display()))?;
+    anyhow::ensure!(metadata.is_dir(), "{} is not a directory", dir.display());
+    if metadata.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (mode 0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// Starts a daemon (see the module documentation). Must be called inside
+    /// a tokio runtime; returns once it accepts work.
+    pub async fn start(options: ServeOptions) -> anyhow::Result<Arc<Daemon>> {
+        let dir = options.dir.clone();
+        prepare_dir(&dir)?;
+        let lock = DaemonLock::take(&dir)?;
+        let config = match &options.config {
+            Some(path) => Config::load(path)?,
+            None => {
+                let default = dir.join("corvee.toml");
+                if default.exists() {
+                    Config::load(&default)?
+                } else {
+                    Config::default()
+                }
+            }
+        };
+
+        let (ledger, leftovers) = ProcessLedger::open(&dir)?;
+        for leftover in leftovers.iter().filter(|leftover| leftover.killed) {
+            tracing::warn!(pgid = leftover.pgid, "killed a process group left running by a previous daemon");
+        }
+
+        let store_options = LocalStoreOptions { node: config.node, ..LocalStoreOptions::default() };
+        let limits = store_options.limits.clone();
+        let (store, report) =
+            tokio::task::block_in_place(|| LocalStore::open(&dir, store_options)).map_err(|error| match error {
+                StoreError::Locked(_) => anyhow::anyhow!("the store in {} is in use by another process", dir.display()),
+                other => anyhow::Error::new(other),
+            })?;
+        tracing::info!(dir = %dir.display(), "store opened: {report}");
+        for (queue, settings) in &config.queues {
+            store
+                .configure(queue.clone(), settings.store.clone())
+                .await
+                .with_context(|| format!("cannot apply the settings of queue {queue}"))?;
+        }
+
+        let logs = LogStore::open(&dir, config.max_log_bytes_per_job).context("cannot open the log directory")?;
+        let (sink, supervisor_events) = EventSink::channel(4096);
+        let mut pools = Vec::new();
+        for settings in &config.pools {
+            let pool = WorkerPool::start(settings.pool.clone(), sink.clone(), Some(logs.clone()))
+                .with_context(|| format!("cannot start worker pool {}", settings.pool.name))?;
+            pools.push(Pool { settings: settings.clone(), pool });
+        }
+        let commands = CommandRunner::new(config.commands.runner.clone(), sink.clone(), Some(logs.clone()));
+        drop(sink);
+
+        let daemon = Arc::new(Daemon {
+            holder: LeaseHolder::Supervised { node: config.node },
+            limits,
+            dir,
+            config,
+            store,
+            pools,
+            commands,
+            logs,
+            executions: Executions::default(),
+            hub: Hub::default(),
+            metrics: Metrics::default(),
+            monitor: Monitor::default(),
+            ledger,
+            started: Instant::now(),
+            stopping: watch::channel(false).0,
+            execution_ended: Notify::new(),
+            hurry: AtomicBool::new(false),
+            live_processes: Mutex::new(HashMap::new()),
+            _lock: lock,
+        });
+
+        tokio::spawn(crate::outcomes::run(Arc::clone(&daemon), supervisor_events));
+        tokio::spawn(route_store_events(Arc::clone(&daemon)));
+        for index in 0..daemon.pools.len() {
+            tokio::spawn(crate::dispatch::run_pool(Arc::clone(&daemon), index));
+        }
+        tokio::spawn(crate::dispatch::run_commands(Arc::clone(&daemon)));
+        tokio::spawn(crate::monitor::run(Arc::clone(&daemon)));
+        Ok(daemon)
+    }
+
+    /// Enqueues jobs (the one entry point for the API and the spool).
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<corvee_core::Enqueued>, StoreError> {
+        let queues: Vec<String> = jobs.iter().map(|job| job.queue.to_string()).collect();
+        let enqueued = self.store.enqueue(jobs).await?;
+        for (queue, entry) in queues.iter().zip(&enqueued) {
+            if !entry.duplicate {
+                self.metrics.enqueued(queue, 1);
+            }
+        }
+        Ok(enqueued)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Asks a running attempt to stop, recording why (the first reason
+    /// wins). Returns whether it was running here.
+    pub fn interrupt(&self, job: JobId, attempt: u32, cause: InterruptCause) -> bool {
+        let Some(execution) = self.executions.interrupting(job, attempt, cause) else { return false };
+        let reason = match cause {
+            InterruptCause::Cancel => "cancelled",
+            InterruptCause::Deadline => "deadline",
+            InterruptCause::Shutdown => "shutdown",
+        };
+        let result = match execution.runner {
+            Runner::Pool(index) => self.pools[index].pool.interrupt(job.0, attempt, reason),
+            Runner::Command => self.commands.interrupt(job.0, attempt, reason),
+        };
+        result.is_ok()
+    }
+
+    /// Graceful shutdown: see the module documentation.
+    pub async fn shutdown(self: &Arc<Daemon>) {
+        if self.stopping.send_replace(true) {
+            return; // already under way
+        }
+        tracing::info!(running = self.executions.len(), "shutting down: interrupting running jobs");
+        for (job, execution) in self.executions.interrupt_all(InterruptCause::Shutdown) {
+            self.interrupt(job, execution.attempt, InterruptCause::Shutdown);
+        }
+        let grace = self.config.shutdown_grace;
+        let stops = self.pools.iter().map(|pool| pool.pool.stop(grace));
+        tokio::join!(futures_join_all(stops), self.commands.stop(grace));
+        // Every attempt now has an outcome; wait until each is recorded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.executions.is_empty() {
+            let ended = self.execution_ended.notified();
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                tracing::warn!(left = self.executions.len(), "attempts without a recorded outcome at shutdown");
+                break;
+            }
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => tracing::info!("store closed"),
+            Ok(Err(error)) => tracing::error!("closing the store failed: {error}"),
+            Err(error) => tracing::error!("closing the store failed: {error}"),
+        }
+    }
+
+    /// The second signal: kill every worker and command now.
+    pub async fn kill_everything(&self) {
+        self.hurry.store(true, Ordering::SeqCst);
+        for pool in &self.pools {
+            pool.pool.kill().await;
+        }
+        self.commands.stop(Duration::ZERO).await;
+    }
+}
+
+/// Polls futures concurrently until all are done (a tiny `join_all`).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|context| {
+        futures.retain_mut(|future| future.as_mut().poll(context).is_pending());
+        if futures.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Turns store events into API events, and cancel or expiry requests into
+/// interrupts of the running attempt.
+async fn route_store_events(daemon: Arc<Daemon>) {
+    let mut events = daemon.store.subscribe();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "store events lagged");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        match event {
+            StoreEvent::Job { job, queue, state } => {
+                if state.is_finished() {
+                    daemon.metrics.finished(queue.as_str(), state.as_str());
+                }
+                daemon.hub.publish(ApiEvent::Job { id: job, queue: queue.to_string(), state });
+            }
+            StoreEvent::JobDeleted { job } => daemon.hub.publish(ApiEvent::JobDeleted { id: job }),
+            StoreEvent::Queue { queue } => daemon.hub.publish(ApiEvent::Queue { queue: queue.to_string() }),
+            StoreEvent::Interrupt { job, attempt, cause } => {
+                daemon.interrupt(job, attempt, cause);
+            }
+            StoreEvent::KillAttempt { job, attempt } => {
+                // The lease expired: stop the attempt (escalating to SIGKILL);
+                // its outcome, once the process is reaped, frees the job.
+                if !daemon.interrupt(job, attempt, InterruptCause::Deadline) {
+                    // Not running here any more (its outcome is on its way,
+                    // or it was lost before we knew it): report it so the
+                    // job does not stay running forever.
+                    if daemon.executions.get(job, Some(attempt)).is_none() {
+                        let error = "lease expired and the attempt is not running on this node".to_string();
+                        let _ = daemon.store.fail(job, attempt, error, true, None).await;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The HTTP API against a real daemon: enqueue, read, errors, command jobs.
+
+use serde_json::json;
+
+use crate::support::{post_json, request, TestDaemon};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_job_runs_and_completes() {
+    let daemon = TestDaemon::start("").await;
+    let socket = daemon.socket();
+    let created = post_json(&socket, "/v1/commands", json!({"argv": ["true"]})).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let id = created.json()["jobs"][0]["id"].as_u64().unwrap();
+    let done = request(&socket, "GET", &format!("/v1/jobs/{id}/wait?timeout_ms=30000"), None).await;
+    assert_eq!(done.status, 200);
+    let job = done.json();
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["kind"], "command");
+    assert_eq!(job["execution"], format!("{id}.1"));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_named_errors_and_the_daemon_keeps_serving() {
+    let daemon = TestDaemon::start("").await;
+    let socket = daemon.socket();
+    let cases = [
+        ("POST", "/v1/jobs", Some(&b"{not json"[..]), 400, "invalid_json"),
+        ("POST", "/v1/jobs", Some(&br#"{"kind": "x", "queue": "Bad Name"}"#[..]), 400, "invalid_queue_name"),
+        ("POST", "/v1/jobs", Some(&br#"{"kind": "x", "colour": "red"}"#[..]), 400, "invalid_json"),
+        ("GET", "/v1/jobs/424242", None, 404, "job_not_found"),
+        ("GET", "/v1/jobs/abc", None, 400, "invalid_request"),
+        ("POST", "/v1/executions/7.1/cancel", None, 404, "execution_not_found"),
+        ("GET", "/v1/nothing", None, 404, "not_found"),
+        ("DELETE", "/v1/jobs", None, 405, "method_not_allowed"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let response = request(&socket, method, path, body).await;
+        assert_eq!(response.status, status, "{method} {path}: {}", String::from_utf8_lossy(&response.body));
+        let error = response.json();
+        assert_eq!(error["error"]["code"], code, "{method} {path}: {error}");
+        assert!(!error["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let missing = request(&socket, "GET", "/v1/jobs/424242", None).await.json();
+    assert_eq!(missing["error"]["job"], 424242);
+    // Still serving.
+    let created = post_json(&socket, "/v1/jobs", json!({"kind": "x", "payload": "hello"})).await;
+    assert_eq!(created.status, 201);
+    let health = request(&socket, "GET", "/v1/health", None).await.json();
+    assert_eq!(health["status"], "ok");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_jobs_output_is_its_log() {
+    let daemon = TestDaemon::start("").await;
+    let socket = daemon.socket();
+    let created = post_json(&socket, "/v1/commands", json!({"argv": ["echo", "hello from the job"]})).await;
+    let id = created.json()["jobs"][0]["id"].as_u64().unwrap();
+    let done = request(&socket, "GET", &format!("/v1/jobs/{id}/wait?timeout_ms=30000"), None).await.json();
+    assert_eq!(done["state"], "completed");
+    let logs = request(&socket, "GET", &format!("/v1/jobs/{id}/logs"), None).await;
+    assert_eq!(logs.status, 200);
+    let text = String::from_utf8(logs.body.clone()).unwrap();
+    assert!(text.contains("stdout") && text.contains("hello from the job"), "{text}");
+    let offset: usize = logs.header("corvee-log-offset").unwrap().parse().unwrap();
+    assert_eq!(offset, logs.body.len());
+    // Following a finished job's log returns what there is and ends.
+    let followed = request(&socket, "GET", &format!("/v1/jobs/{id}/logs?follow=true"), None).await;
+    assert_eq!(followed.body, logs.body);
+    daemon.stop().await;
+}
