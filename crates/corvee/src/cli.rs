@@ -19,6 +19,7 @@ mod purge;
 mod resume;
 mod retry;
 mod run;
+mod serve;
 mod show;
 mod stats;
 mod table;
@@ -67,6 +68,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon on the data directory until SIGINT or SIGTERM
+    Serve(serve::ServeArgs),
     /// Enqueue a job; prints its id
     Add(add::AddArgs),
     /// Enqueue a command job (an argv, never a shell string); prints its id
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Ok(Context { client: Client::for_dir(&dir), dir })
     };
     match cli.command {
+        Command::Serve(args) => serve::run(args, context()?.dir),
         Command::Add(args) => add::run(args, &context()?),
         Command::Run(args) => run::run(args, &context()?),
         Command::Ls(args) => ls::run(args, &context()?),

@@ -11,8 +11,7 @@ use super::{exit_code, print_message, Context};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     corvee logs 42\n  \
-    corvee logs 42 -f\n\n\
-    Each line is '<time> <stream> <text>', stream being stdout, stderr or a log level.")]
+    corvee logs 42 -f")]
 pub struct LogsArgs {
     /// The job
     pub id: u64,
