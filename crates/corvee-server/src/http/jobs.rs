@@ -65,7 +65,7 @@ pub async fn enqueue_command(State(daemon): State<Arc<Daemon>>, body: Bytes) -> 
     let request: CommandRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("not a command request: {error}"))
     })?;
-    let job = command_job(request, &daemon.config.commands.queue)?;
+    let job = command_job(request, &daemon.config.commands.queue, daemon.store.now())?;
     let enqueued = daemon.enqueue(vec![job]).await?;
     let jobs: Vec<Value> = enqueued.iter().map(|e| json!({"id": e.id.0, "duplicate": e.duplicate})).collect();
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
