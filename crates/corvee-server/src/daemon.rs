@@ -82,6 +82,8 @@ pub struct Daemon {
     pub started: Instant,
     /// Set once shutdown begins: dispatchers stop leasing.
     pub stopping: watch::Sender<bool>,
+    /// Set once shutdown is complete: every task ends.
+    pub stopped: watch::Sender<bool>,
     /// Woken whenever an execution ends (shutdown waits on it).
     pub execution_ended: Notify,
     /// The lease holder for everything this daemon runs.
@@ -93,7 +95,8 @@ pub struct Daemon {
     /// Pids of worker processes running now, by pool (for the ledger's
     /// compaction).
     pub live_processes: Mutex<HashMap<u32, ()>>,
-    _lock: DaemonLock,
+    /// Released at the end of shutdown (tasks may outlive it briefly).
+    lock: Mutex<Option<DaemonLock>>,
 }
 
 /// Creates `dir` (and parents) with mode 0700, or tightens it to 0700.
@@ -181,10 +184,11 @@ impl Daemon {
             ledger,
             started: Instant::now(),
             stopping: watch::channel(false).0,
+            stopped: watch::channel(false).0,
             execution_ended: Notify::new(),
             hurry: AtomicBool::new(false),
             live_processes: Mutex::new(HashMap::new()),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
 
         tokio::spawn(crate::outcomes::run(Arc::clone(&daemon), supervisor_events));
@@ -257,6 +261,8 @@ impl Daemon {
             Ok(Err(error)) => tracing::error!("closing the store failed: {error}"),
             Err(error) => tracing::error!("closing the store failed: {error}"),
         }
+        let _ = self.stopped.send(true);
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
 
     /// The second signal: kill every worker and command now.
@@ -287,8 +293,13 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Ite
 /// interrupts of the running attempt.
 async fn route_store_events(daemon: Arc<Daemon>) {
     let mut events = daemon.store.subscribe();
+    let mut stopped = daemon.stopped.subscribe();
     loop {
-        let event = match events.recv().await {
+        let received = tokio::select! {
+            received = events.recv() => received,
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        };
+        let event = match received {
             Ok(event) => event,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "store events lagged");

@@ -165,13 +165,12 @@ pub async fn run_commands(daemon: Arc<Daemon>) {
             let command = CommandJob { job_id: job.0, attempt, spec, retryable_on_failure: true };
             match daemon.commands.run(command) {
                 Ok(()) => {}
-                Err(CommandError::NoCapacity { .. }) | Err(CommandError::AlreadyRunning { .. }) => {
+                Err(CommandError::NoCapacity { .. })
+                | Err(CommandError::AlreadyRunning { .. })
+                | Err(CommandError::Stopping { .. }) => {
+                    // Not started: the lease goes back without counting.
                     daemon.executions.ended(job, attempt);
                     let _ = daemon.store.release(job, attempt).await;
-                }
-                Err(other) => {
-                    daemon.executions.ended(job, attempt);
-                    let _ = daemon.store.fail(job, attempt, other.to_string(), false, None).await;
                 }
             }
         }

@@ -59,6 +59,15 @@ pub enum ApiEvent {
     },
     /// A monitor finding.
     Monitor(Value),
+    /// A spool file was handled.
+    Spool {
+        /// The file's name.
+        file: String,
+        /// `ingested`, `duplicate` (its jobs already existed) or `refused`.
+        outcome: &'static str,
+        /// The jobs it holds (when not refused).
+        jobs: Vec<u64>,
+    },
 }
 
 impl ApiEvent {
@@ -71,6 +80,7 @@ impl ApiEvent {
             ApiEvent::Queue { .. } => "queue",
             ApiEvent::Worker { .. } => "worker",
             ApiEvent::Monitor(_) => "monitor",
+            ApiEvent::Spool { .. } => "spool",
         }
     }
 
@@ -96,6 +106,7 @@ impl ApiEvent {
                 json!({"pool": pool, "worker": worker, "event": event, "detail": detail})
             }
             ApiEvent::Monitor(value) => value.clone(),
+            ApiEvent::Spool { file, outcome, jobs } => json!({"file": file, "outcome": outcome, "jobs": jobs}),
         }
     }
 }

@@ -28,7 +28,15 @@ fn progress(state: ProgressState) -> Progress {
 /// Handles supervisor events until every pool and the runner are gone.
 pub async fn run(daemon: Arc<Daemon>, mut events: mpsc::Receiver<Event>) {
     let mut chains: HashMap<JobKey, JoinHandle<()>> = HashMap::new();
-    while let Some(event) = events.recv().await {
+    let mut stopped = daemon.stopped.subscribe();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        };
         match event {
             Event::Progress { job, progress: state } => {
                 if daemon.hub.has_subscribers() {

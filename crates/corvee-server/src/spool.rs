@@ -24,6 +24,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::daemon::Daemon;
 use crate::http::json::{parse_job_requests, to_new_job};
+use crate::hub::ApiEvent;
 
 /// The largest spool file accepted.
 pub const MAX_SPOOL_FILE_BYTES: u64 = 64 << 20;
@@ -64,7 +65,7 @@ impl SpoolDirs {
 /// What became of one file.
 #[derive(Debug, PartialEq, Eq)]
 enum Ingested {
-    /// Enqueued and deleted.
+    /// Enqueued (or found already enqueued) and deleted.
     Done,
     /// Refused: moved to `failed/`.
     Refused,
@@ -163,6 +164,7 @@ async fn ingest(daemon: &Daemon, dirs: &SpoolDirs, name: &str) -> Ingested {
     let path = dirs.new.join(name);
     let refuse = |reason: String| {
         tracing::warn!(file = %path.display(), "spool file refused: {reason}");
+        daemon.hub.publish(ApiEvent::Spool { file: name.to_string(), outcome: "refused", jobs: Vec::new() });
         let failed = dirs.failed.join(name);
         let _ = std::fs::write(dirs.failed.join(format!("{name}.error")), format!("{reason}\n"));
         if std::fs::rename(&path, &failed).is_ok() {
@@ -199,10 +201,13 @@ async fn ingest(daemon: &Daemon, dirs: &SpoolDirs, name: &str) -> Ingested {
         }
     }
     match daemon.enqueue(jobs).await {
-        Ok(_) => {
+        Ok(enqueued) => {
             if std::fs::remove_file(&path).is_ok() {
                 sync_dir(&dirs.new);
             }
+            let outcome = if enqueued.iter().all(|entry| entry.duplicate) { "duplicate" } else { "ingested" };
+            let jobs = enqueued.iter().map(|entry| entry.id.0).collect();
+            daemon.hub.publish(ApiEvent::Spool { file: name.to_string(), outcome, jobs });
             Ingested::Done
         }
         Err(StoreError::Rejected(CoreError::QueueFull { .. }))

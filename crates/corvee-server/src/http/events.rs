@@ -15,6 +15,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::ApiError;
 use crate::daemon::Daemon;
 
+/// How long an event stream may stay silent before a comment is sent.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub async fn stream(
     State(daemon): State<Arc<Daemon>>,
     Query(query): Query<HashMap<String, String>>,
@@ -36,8 +39,13 @@ pub async fn stream(
                 return None;
             }
             let received = tokio::select! {
-                received = events.recv() => received,
+                received = tokio::time::timeout(KEEP_ALIVE, events.recv()) => received,
                 _ = stopping.wait_for(|stopping| *stopping) => return None,
+            };
+            let Ok(received) = received else {
+                // A quiet stream still shows it is alive (and finds out when
+                // the client has gone).
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (events, stopping)));
             };
             let frame = match received {
                 Ok(event) => {

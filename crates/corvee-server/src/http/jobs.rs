@@ -65,7 +65,7 @@ pub async fn enqueue_command(State(daemon): State<Arc<Daemon>>, body: Bytes) -> 
     let request: CommandRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("not a command request: {error}"))
     })?;
-    let job = command_job(request, &daemon.config.commands.queue)?;
+    let job = command_job(request, &daemon.config.commands.queue, daemon.store.now())?;
     let enqueued = daemon.enqueue(vec![job]).await?;
     let jobs: Vec<Value> = enqueued.iter().map(|e| json!({"id": e.id.0, "duplicate": e.duplicate})).collect();
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
@@ -289,7 +289,13 @@ fn cancel_response(id: JobId, outcome: CancelOutcome) -> Json<Value> {
     }
 }
 
-pub async fn cancel(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+// The body is read (and ignored) so that the connection can be reused or
+// closed cleanly.
+pub async fn cancel(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    _body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     Ok(cancel_response(id, daemon.store.cancel(id).await?))
 }
@@ -297,6 +303,7 @@ pub async fn cancel(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -
 pub async fn cancel_execution(
     State(daemon): State<Arc<Daemon>>,
     Path(execution): Path<String>,
+    _body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || {
         ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no running execution {execution}"))
@@ -312,7 +319,13 @@ pub async fn cancel_execution(
     Ok(cancel_response(parsed.job, daemon.store.cancel(parsed.job).await?))
 }
 
-pub async fn retry(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+// The body is read (and ignored) so that the connection can be reused or
+// closed cleanly.
+pub async fn retry(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    _body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     daemon.store.retry(id).await?;
     Ok(Json(json!({"id": id.0})))

@@ -67,6 +67,12 @@ pub struct CommandRequest {
     #[serde(default)]
     timeout_ms: Option<u32>,
     #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    run_at: Option<String>,
+    #[serde(default)]
+    unique: Option<UniqueRequest>,
+    #[serde(default)]
     tags: Vec<String>,
 }
 
@@ -136,14 +142,7 @@ pub async fn to_new_job(
     } else {
         Vec::new()
     };
-    let run_at = match (request.delay_ms, request.run_at) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("give at most one of delay_ms and run_at")),
-        (Some(delay), None) => Some(now.plus_millis(delay)),
-        (None, Some(text)) => Some(time::parse(&text).ok_or_else(|| {
-            ApiError::invalid(format!("run_at {text:?} is not an RFC 3339 time like 2026-11-22T11:00:00Z"))
-        })?),
-        (None, None) => None,
-    };
+    let run_at = run_at(request.delay_ms, request.run_at, now)?;
     let unique = match (request.unique, unique_key) {
         (Some(unique), _) => Some(Unique { key: unique.key, window_ms: unique.window_ms }),
         (None, Some(key)) => Some(Unique { key, window_ms: None }),
@@ -162,8 +161,21 @@ pub async fn to_new_job(
     })
 }
 
+/// When a job asked to start later should run: `delay_ms` from now, or
+/// `run_at`, not both.
+fn run_at(delay_ms: Option<u64>, run_at: Option<String>, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
+    match (delay_ms, run_at) {
+        (Some(_), Some(_)) => Err(ApiError::invalid("give at most one of delay_ms and run_at")),
+        (Some(delay), None) => Ok(Some(now.plus_millis(delay))),
+        (None, Some(text)) => Ok(Some(time::parse(&text).ok_or_else(|| {
+            ApiError::invalid(format!("run_at {text:?} is not an RFC 3339 time like 2026-11-22T11:00:00Z"))
+        })?)),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Turns a command request into a command job for `default_queue`.
-pub fn command_job(request: CommandRequest, default_queue: &QueueName) -> Result<NewJob, ApiError> {
+pub fn command_job(request: CommandRequest, default_queue: &QueueName, now: Timestamp) -> Result<NewJob, ApiError> {
     if request.argv.is_empty() || request.argv[0].is_empty() {
         return Err(ApiError::invalid("argv must name a program: a list like [\"convert\", \"a.png\", \"a.jpg\"]"));
     }
@@ -179,10 +191,10 @@ pub fn command_job(request: CommandRequest, default_queue: &QueueName) -> Result
         kind: Kind::new("command").expect("valid"),
         payload: Payload::Inline(payload),
         priority: request.priority.map_or(Priority::DEFAULT, Priority),
-        run_at: None,
+        run_at: run_at(request.delay_ms, request.run_at, now)?,
         max_attempts: Some(request.max_attempts.unwrap_or(1)),
         timeout_ms: request.timeout_ms,
-        unique: None,
+        unique: request.unique.map(|unique| Unique { key: unique.key, window_ms: unique.window_ms }),
         tags: request.tags,
     })
 }

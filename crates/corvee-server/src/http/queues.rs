@@ -24,19 +24,31 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({ "queues": queues })))
 }
 
-pub async fn pause(State(daemon): State<Arc<Daemon>>, Path(queue): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn pause(
+    State(daemon): State<Arc<Daemon>>,
+    Path(queue): Path<String>,
+    _body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     daemon.store.pause(queue.clone()).await?;
     Ok(Json(json!({"queue": queue.as_str(), "paused": true})))
 }
 
-pub async fn resume(State(daemon): State<Arc<Daemon>>, Path(queue): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn resume(
+    State(daemon): State<Arc<Daemon>>,
+    Path(queue): Path<String>,
+    _body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     daemon.store.resume(queue.clone()).await?;
     Ok(Json(json!({"queue": queue.as_str(), "paused": false})))
 }
 
-pub async fn purge(State(daemon): State<Arc<Daemon>>, Path(queue): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn purge(
+    State(daemon): State<Arc<Daemon>>,
+    Path(queue): Path<String>,
+    _body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     let purged = daemon.store.purge(queue.clone()).await?;
     Ok(Json(json!({"queue": queue.as_str(), "purged": purged})))

@@ -2,4 +2,5 @@
 //! temporary directories, driven over their Unix socket.
 
 mod api;
+mod lifecycle;
 mod support;

@@ -1,0 +1,149 @@
+//! Cancelling running jobs, graceful shutdown and restart, and the spool
+//! directory, with real daemons and real processes (command jobs).
+
+use serde_json::{json, Value};
+
+use crate::support::{post_json, request, TestDaemon};
+
+async fn job(socket: &std::path::Path, id: u64) -> Value {
+    request(socket, "GET", &format!("/v1/jobs/{id}"), None).await.json()
+}
+
+/// Waits (on the event stream, bounded) until a job reaches `state`.
+async fn wait_for_state(daemon: &TestDaemon, id: u64, state: &str) -> Value {
+    let mut events = daemon.running.as_ref().unwrap().daemon.hub.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let current = job(&daemon.socket(), id).await;
+        if current["state"] == state {
+            return current;
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(_) => {}
+            Err(_) => panic!("job {id} never became {state}: {current}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_command_interrupts_it() {
+    let daemon = TestDaemon::start("").await;
+    let socket = daemon.socket();
+    let id = post_json(&socket, "/v1/commands", json!({"argv": ["sleep", "600"]})).await.json()["jobs"][0]["id"]
+        .as_u64()
+        .unwrap();
+    wait_for_state(&daemon, id, "running").await;
+    let cancelled = post_json(&socket, &format!("/v1/jobs/{id}/cancel"), json!({})).await.json();
+    assert_eq!(cancelled["outcome"], "cancel_requested");
+    assert_eq!(cancelled["execution"], format!("{id}.1"));
+    let done = request(&socket, "GET", &format!("/v1/jobs/{id}/wait?timeout_ms=30000"), None).await.json();
+    assert_eq!(done["state"], "cancelled", "{done}");
+    // Cancelling a finished job is refused with the job's state.
+    let again = post_json(&socket, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.json()["error"]["state"], "cancelled");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_gives_running_jobs_back_and_they_run_after_restart() {
+    let daemon = TestDaemon::start("shutdown_grace = \"5s\"").await;
+    let socket = daemon.socket();
+    let id = post_json(&socket, "/v1/commands", json!({"argv": ["sleep", "600"]})).await.json()["jobs"][0]["id"]
+        .as_u64()
+        .unwrap();
+    wait_for_state(&daemon, id, "running").await;
+    let dir = daemon.dir;
+    let running = daemon.running.unwrap();
+    running.shutdown().await.unwrap();
+
+    // Same directory, new daemon: the job was released, not failed.
+    let config = dir.path().join("corvee.toml");
+    let restarted =
+        corvee_server::start(corvee_server::ServeOptions { dir: dir.path().join("data"), config: Some(config) })
+            .await
+            .unwrap();
+    let daemon = TestDaemon { dir, running: Some(restarted) };
+    let view = wait_for_state(&daemon, id, "running").await;
+    assert_eq!(view["attempt"], 2, "{view}");
+    assert_eq!(view["attempts_used"], 1, "the shutdown did not count the first attempt: {view}");
+    assert!(view["errors"].as_array().unwrap().is_empty(), "{view}");
+    post_json(&daemon.socket(), &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_files_are_ingested_once_and_bad_ones_set_aside() {
+    // Files dropped while no daemon runs.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dirs = corvee_server::spool::SpoolDirs::of(&data);
+    dirs.create().unwrap();
+    std::fs::write(dirs.new.join("0001.json"), r#"{"queue": "inbox", "kind": "mail", "payload": "hello"}"#).unwrap();
+    std::fs::write(dirs.new.join("0002.json"), r#"{"jobs": [{"kind": "a"}, {"kind": "b"}]}"#).unwrap();
+    std::fs::write(dirs.new.join("0003.json"), r#"{"kind": "#).unwrap();
+    std::fs::write(dir.path().join("corvee.toml"), "[http]\nlisten = \"none\"\n").unwrap();
+    // Subscribe before the watcher starts: start the daemon, then watch the
+    // hub; files present at start are handled by the watcher's first scan,
+    // which runs after `start` returns, so its events are seen.
+    let running = corvee_server::start(corvee_server::ServeOptions {
+        dir: data.clone(),
+        config: Some(dir.path().join("corvee.toml")),
+    })
+    .await
+    .unwrap();
+    let mut events = running.daemon.hub.subscribe();
+    let daemon = TestDaemon { dir, running: Some(running) };
+    let socket = daemon.socket();
+    // Initial files may be handled before we subscribed: check the state,
+    // and use events only as wake-ups.
+    let failed_file = dirs.failed.join("0003.json");
+    loop {
+        let count = request(&socket, "GET", "/v1/jobs", None).await.json()["jobs"].as_array().unwrap().len();
+        if count == 3 && failed_file.exists() {
+            break;
+        }
+        next_spool_event(&mut events).await;
+    }
+    let jobs = request(&socket, "GET", "/v1/jobs", None).await.json();
+    let kinds: Vec<&str> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["mail", "a", "b"]);
+    assert_eq!(jobs["jobs"][0]["unique_key"], "spool:0001.json");
+    assert!(!dirs.new.join("0001.json").exists() && !dirs.new.join("0002.json").exists());
+    // The bad file was set aside with the reason.
+    assert!(dirs.failed.join("0003.json").exists());
+    let reason = std::fs::read_to_string(dirs.failed.join("0003.json.error")).unwrap();
+    assert!(reason.contains("not JSON"), "{reason}");
+    // The same file again (as after a crash between journaling its job and
+    // deleting it): nothing new is enqueued.
+    let temporary = dirs.tmp.join("0001.json");
+    std::fs::write(&temporary, r#"{"queue": "inbox", "kind": "mail", "payload": "hello"}"#).unwrap();
+    std::fs::rename(&temporary, dirs.new.join("0001.json")).unwrap();
+    let outcome = loop {
+        // Skip events left over from the first files.
+        let (file, outcome) = next_spool_event(&mut events).await;
+        if file == "0001.json" {
+            break outcome;
+        }
+    };
+    assert_eq!(outcome, "duplicate");
+    assert!(!dirs.new.join("0001.json").exists());
+    let jobs = request(&socket, "GET", "/v1/jobs", None).await.json();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 3, "a spool file was enqueued twice: {jobs}");
+    daemon.stop().await;
+}
+
+/// The next spool event (within 30 s).
+async fn next_spool_event(
+    events: &mut tokio::sync::broadcast::Receiver<corvee_server::hub::ApiEvent>,
+) -> (String, &'static str) {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+            .await
+            .expect("a spool event within 30 s")
+            .unwrap();
+        if let corvee_server::hub::ApiEvent::Spool { file, outcome, .. } = event {
+            return (file, outcome);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The `corvee` program: `corvee serve`, and the commands that talk to it.
+//! Everything is in the library's `cli` module, where it can be tested.
+
+fn main() -> std::process::ExitCode {
+    corvee::cli::main()
+}
