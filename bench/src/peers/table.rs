@@ -1,6 +1,7 @@
 //! The comparison table: reads the `system_figure: value unit` lines that
 //! the measurement runs printed and lays them out with one row per figure
-//! and one column per system.
+//! and one column per system. When a figure was measured in several rounds
+//! the cell is the median, with the lowest and highest in parentheses.
 
 use std::fmt::Write;
 
@@ -23,11 +24,16 @@ pub const FIGURES: [(&str, &str); 11] = [
 /// A markdown table of the figures found in `lines`; `n/a` where a system
 /// has no such figure.
 pub fn render(lines: &str) -> String {
-    let lookup = |system: &str, figure: &str| -> Option<(String, String)> {
+    let lookup = |system: &str, figure: &str| -> Option<(Vec<f64>, String)> {
         let prefix = format!("{system}_{figure}: ");
-        let line = lines.lines().find_map(|line| line.strip_prefix(prefix.as_str()))?;
-        let (value, unit) = line.split_once(' ')?;
-        Some((value.to_owned(), unit.to_owned()))
+        let mut values = Vec::new();
+        let mut unit = String::new();
+        for line in lines.lines().filter_map(|line| line.strip_prefix(prefix.as_str())) {
+            let (value, found_unit) = line.split_once(' ')?;
+            values.push(value.parse::<f64>().ok()?);
+            unit = found_unit.to_owned();
+        }
+        (!values.is_empty()).then_some((values, unit))
     };
     let mut table = String::from("| figure |");
     for system in SYSTEMS {
@@ -41,9 +47,16 @@ pub fn render(lines: &str) -> String {
         let _ = write!(table, "| {label} |");
         for system in SYSTEMS {
             match lookup(system, figure) {
-                Some((value, found_unit)) => {
+                Some((mut values, found_unit)) => {
                     unit = found_unit;
-                    let _ = write!(table, " {} |", group_digits(&value));
+                    values.sort_by(f64::total_cmp);
+                    let median = values[values.len() / 2];
+                    let _ = write!(table, " {}", group_digits(median));
+                    if values.len() > 1 {
+                        let (low, high) = (values[0], values[values.len() - 1]);
+                        let _ = write!(table, " ({}–{})", group_digits(low), group_digits(high));
+                    }
+                    table.push_str(" |");
                 }
                 None => table.push_str(" n/a |"),
             }
@@ -53,14 +66,12 @@ pub fn render(lines: &str) -> String {
     table
 }
 
-/// `1234567` → `1,234,567`.
-fn group_digits(value: &str) -> String {
-    if !value.bytes().all(|byte| byte.is_ascii_digit()) {
-        return value.to_owned();
-    }
+/// `1234567.4` → `1,234,567`.
+fn group_digits(value: f64) -> String {
+    let digits = format!("{value:.0}");
     let mut grouped = String::new();
-    for (index, digit) in value.chars().enumerate() {
-        if index > 0 && (value.len() - index).is_multiple_of(3) {
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
