@@ -29,7 +29,8 @@
 //! - command jobs: 1,000 `true` commands from one producer, from the first
 //!   enqueue until all have run (corvee and task-spooler only).
 //!
-//! Usage: `peers SYSTEM [--seconds S] ENDPOINT...`, `peers table --results
+//! Usage: `peers SYSTEM [--seconds S] [--only TEXT] ENDPOINT...` (`--only`:
+//! just the figures whose names contain TEXT), `peers table --results
 //! FILE`, `peers disk --dir DIR` (the disk's fsync rate, for context), and
 //! `peers corvee-worker --latency-dir DIR` (run by corvee's daemon).
 
@@ -57,6 +58,7 @@ fn main() -> Result<()> {
         options.get(name).map(PathBuf::from).with_context(|| format!("{command} needs --{name}"))
     };
     let seconds: f64 = options.get("seconds").map(|seconds| seconds.parse()).transpose()?.unwrap_or(3.0);
+    let only = Only(options.get("only").cloned());
     match command.as_str() {
         "corvee-worker" => corvee::worker(&path("latency-dir")?),
         "table" => {
@@ -66,26 +68,30 @@ fn main() -> Result<()> {
         }
         "corvee" => {
             let corvee = corvee::Corvee { socket: path("socket")?, latency_dir: path("latency-dir")? };
-            measure("corvee", &corvee, seconds)?;
-            report("corvee", "command_jobs_true", corvee.command_jobs(COMMAND_JOBS)?, "jobs/s");
+            measure("corvee", &corvee, seconds, &only)?;
+            if only.wants("command_jobs_true") {
+                report("corvee", "command_jobs_true", corvee.command_jobs(COMMAND_JOBS)?, "jobs/s");
+            }
             Ok(())
         }
-        "beanstalkd" => measure("beanstalkd", &beanstalkd::Beanstalkd { socket: path("socket")? }, seconds),
-        "redis" => measure("redis", &redis::Redis { socket: path("socket")? }, seconds),
+        "beanstalkd" => measure("beanstalkd", &beanstalkd::Beanstalkd { socket: path("socket")? }, seconds, &only),
+        "redis" => measure("redis", &redis::Redis { socket: path("socket")? }, seconds, &only),
         "postgres" => {
             let port = options.get("port").context("postgres needs --port")?.parse()?;
-            measure("postgres", &postgres::Postgres::new(path("socket-dir")?, port)?, seconds)
+            measure("postgres", &postgres::Postgres::new(path("socket-dir")?, port)?, seconds, &only)
         }
         "disk" => {
             report("disk", "fdatasync_4k", disk_fdatasync_rate(&path("dir")?)?, "ops/s");
             Ok(())
         }
         "tsp" => {
-            report("tsp", "command_jobs_true", tsp::command_jobs(&path("socket")?, COMMAND_JOBS)?, "jobs/s");
+            if only.wants("command_jobs_true") {
+                report("tsp", "command_jobs_true", tsp::command_jobs(&path("socket")?, COMMAND_JOBS)?, "jobs/s");
+            }
             Ok(())
         }
         _ => bail!(
-            "usage: peers corvee|beanstalkd|redis|postgres|tsp [--seconds S] ENDPOINT..., \
+            "usage: peers corvee|beanstalkd|redis|postgres|tsp [--seconds S] [--only TEXT] ENDPOINT..., \
              peers table --results FILE, peers disk --dir DIR, or peers corvee-worker --latency-dir DIR"
         ),
     }
@@ -108,8 +114,17 @@ fn report(system: &str, figure: &str, value: f64, unit: &str) {
     println!("{system}_{figure}: {value:.0} {unit}");
 }
 
+/// Which figures to measure: all, or those whose names contain a text.
+struct Only(Option<String>);
+
+impl Only {
+    fn wants(&self, figure: &str) -> bool {
+        self.0.as_deref().is_none_or(|text| figure.contains(text))
+    }
+}
+
 /// Every figure but command jobs, for one system.
-fn measure(name: &str, system: &dyn System, seconds: f64) -> Result<()> {
+fn measure(name: &str, system: &dyn System, seconds: f64, only: &Only) -> Result<()> {
     for (figure, producers, in_flight, batch) in [
         ("enqueue_1_producer", 1, 1, 1),
         ("enqueue_4_producers", 4, 1, 1),
@@ -117,6 +132,9 @@ fn measure(name: &str, system: &dyn System, seconds: f64) -> Result<()> {
         ("enqueue_64_producers", 64, 1, 1),
         ("enqueue_1_producer_batches_of_64", 1, 1, 64),
     ] {
+        if !only.wants(figure) {
+            continue;
+        }
         let rate = harness::enqueue_rate(system, "enqueue", producers, in_flight, batch, seconds)
             .with_context(|| format!("{name}: {figure}"))?;
         report(name, figure, rate, "jobs/s");
@@ -130,16 +148,22 @@ fn measure(name: &str, system: &dyn System, seconds: f64) -> Result<()> {
         seconds,
         max_backlog: 20_000,
     };
-    let rate = harness::end_to_end(system, "end_to_end", small).with_context(|| format!("{name}: end to end"))?;
-    report(name, "end_to_end_4_workers", rate, "jobs/s");
-    let (mut latencies, achieved) =
-        harness::latency(system, 1000.0, 5.0, 4, 64).with_context(|| format!("{name}: latency"))?;
-    report(name, "latency_p50", harness::percentile(&mut latencies, 0.50) as f64 / 1e3, "us");
-    report(name, "latency_p99", harness::percentile(&mut latencies, 0.99) as f64 / 1e3, "us");
-    report(name, "latency_rate", achieved, "jobs/s");
-    let large = EndToEnd { batch: 16, window: 16, payload_bytes: 64 << 10, max_backlog: 1024, ..small };
-    let rate = harness::end_to_end(system, "payload", large).with_context(|| format!("{name}: 64-KiB payloads"))?;
-    report(name, "payload_64kib_end_to_end", rate * (64 << 10) as f64 / 1e6, "MB/s");
+    if only.wants("end_to_end_4_workers") {
+        let rate = harness::end_to_end(system, "end_to_end", small).with_context(|| format!("{name}: end to end"))?;
+        report(name, "end_to_end_4_workers", rate, "jobs/s");
+    }
+    if only.wants("latency_p50") || only.wants("latency_p99") || only.wants("latency_rate") {
+        let (mut latencies, achieved) =
+            harness::latency(system, 1000.0, 5.0, 4, 64).with_context(|| format!("{name}: latency"))?;
+        report(name, "latency_p50", harness::percentile(&mut latencies, 0.50) as f64 / 1e3, "us");
+        report(name, "latency_p99", harness::percentile(&mut latencies, 0.99) as f64 / 1e3, "us");
+        report(name, "latency_rate", achieved, "jobs/s");
+    }
+    if only.wants("payload_64kib_end_to_end") {
+        let large = EndToEnd { batch: 16, window: 16, payload_bytes: 64 << 10, max_backlog: 1024, ..small };
+        let rate = harness::end_to_end(system, "payload", large).with_context(|| format!("{name}: 64-KiB payloads"))?;
+        report(name, "payload_64kib_end_to_end", rate * (64 << 10) as f64 / 1e6, "MB/s");
+    }
     Ok(())
 }
 

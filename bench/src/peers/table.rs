@@ -63,6 +63,17 @@ pub fn render(lines: &str) -> String {
         }
         let _ = writeln!(table, " {unit} |");
     }
+    if let Some((mut values, unit)) = lookup("disk", "fdatasync_4k") {
+        values.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            table,
+            "\nThe disk meanwhile: {} {unit} of 4-KiB writes each followed by fdatasync (median of {} probes, {}–{}).",
+            group_digits(values[values.len() / 2]),
+            values.len(),
+            group_digits(values[0]),
+            group_digits(values[values.len() - 1]),
+        );
+    }
     table
 }
 
