@@ -724,9 +724,11 @@ impl Session<'_> {
                 // A reply for no pending peek is ignored, like a stale reply.
                 if self.peek_pending.as_ref().is_some_and(|(request_id, _)| *request_id == reply.request_id) {
                     let (_, answer) = self.peek_pending.take().expect("checked above");
+                    // Free the worker first: the caller may ask again the
+                    // moment it has the answer.
+                    self.shared.peek_done(self.slot);
                     // The caller may have stopped waiting (timeout).
                     let _ = answer.send(reply.result);
-                    self.shared.peek_done(self.slot);
                 }
             }
             other => {
