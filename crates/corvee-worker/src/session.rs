@@ -125,6 +125,12 @@ impl Session {
                 }
                 Ok(_) => {}
                 Err(_) if self.lock().goodbye_sent => return Ok(WorkerExit::Shutdown),
+                // A supervisor that dies with frames of ours still unread
+                // resets the connection instead of closing it: gone all the
+                // same.
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(WorkerExit::SupervisorGone);
+                }
                 Err(source) => return Err(WorkerError::Io { operation: "reading from", source }),
             }
         }

@@ -228,6 +228,9 @@ impl Worker {
             }
             match decoder.recv_from(socket) {
                 Ok(0) => return Err(WorkerError::ClosedDuringHandshake { worker_name: self.name.clone() }),
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(WorkerError::ClosedDuringHandshake { worker_name: self.name.clone() });
+                }
                 Ok(_) => {}
                 Err(source) => return Err(WorkerError::Io { operation: "reading the welcome from", source }),
             }
