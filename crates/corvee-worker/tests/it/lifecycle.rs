@@ -2,7 +2,8 @@
 //! taken for hung; `shutdown` lets running jobs finish, then the worker says
 //! goodbye and exits 0; at the shutdown deadline a long job is interrupted
 //! and returns its checkpoint first; and a worker whose supervisor goes away
-//! (EOF on its socket) exits on its own, even with a job running.
+//! (EOF on its socket, or a reset when frames were left unread) exits on its
+//! own, with status 0, even with a job running.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
@@ -76,13 +77,31 @@ async fn at_the_shutdown_deadline_a_long_job_is_interrupted_and_returns_its_chec
     crate::support::assert_no_children();
 }
 
-for_both_sdks!(a_worker_exits_by_itself_when_its_supervisor_goes_away);
+for_both_sdks!(a_worker_exits_by_itself_when_its_supervisor_closes_the_socket);
+
+async fn a_worker_exits_by_itself_when_its_supervisor_closes_the_socket(sdk: Sdk) {
+    abandon_a_running_worker(sdk, Abandon::NothingUnread).await;
+}
+
+for_both_sdks!(a_worker_exits_by_itself_when_its_supervisor_dies_with_frames_unread);
+
+/// A socket closed with unread data in it resets the connection (the
+/// worker reads ECONNRESET, not EOF): gone all the same.
+async fn a_worker_exits_by_itself_when_its_supervisor_dies_with_frames_unread(sdk: Sdk) {
+    abandon_a_running_worker(sdk, Abandon::FramesUnread).await;
+}
+
+#[derive(PartialEq)]
+enum Abandon {
+    NothingUnread,
+    FramesUnread,
+}
 
 /// Plays the supervisor by hand (the real one cannot vanish from inside
 /// this test process): starts the worker with its socket on fd 3, completes
-/// the handshake, starts a job that would run for half an hour, then closes
-/// the socket. The worker must exit on its own.
-async fn a_worker_exits_by_itself_when_its_supervisor_goes_away(sdk: Sdk) {
+/// the handshake, hands it a job that would run for a very long time, then
+/// closes the socket. The worker must exit on its own, with status 0.
+async fn abandon_a_running_worker(sdk: Sdk, how: Abandon) {
     let (supervisor_end, worker_end) = corvee_proto::socket_pair().unwrap();
     let argv = worker_argv(sdk, &[]);
     let mut command = Command::new(&argv[0]);
@@ -109,7 +128,7 @@ async fn a_worker_exits_by_itself_when_its_supervisor_goes_away(sdk: Sdk) {
         assert!(decoder.recv_from(&supervisor_end).unwrap() > 0, "the worker closed its socket");
     };
     let Message::Hello(hello) = receive(&mut decoder) else { panic!("expected hello") };
-    let sdk_name = "corvee-worker-rust";
+    let sdk_name = if sdk == Sdk::Rust { "corvee-worker-rust" } else { "corvee-worker-python" };
     assert!(hello.sdk.as_deref().is_some_and(|name| name.starts_with(sdk_name)), "{:?}", hello.sdk);
     assert!(hello.job_kinds.contains(&"steps".to_owned()), "{:?}", hello.job_kinds);
     assert_eq!(hello.capabilities, Capabilities::ALL);
@@ -127,22 +146,36 @@ async fn a_worker_exits_by_itself_when_its_supervisor_goes_away(sdk: Sdk) {
         capabilities: Capabilities::ALL,
     };
     outgoing.push(&welcome, Vec::new()).unwrap();
-    let long_job = Job {
+    let long_job = |kind: &str, payload: &[u8]| Job {
         job_id: 1,
         attempt: 1,
         queue: "default".into(),
-        kind: "steps".into(),
+        kind: kind.into(),
         deadline_unix_ms: None,
-        payload: Payload::Inline(b"100000 20".to_vec()),
+        payload: Payload::Inline(payload.to_vec()),
         checkpoint: None,
         progress: None,
     };
-    outgoing.push(&long_job, Vec::new()).unwrap();
-    outgoing.send_to(&supervisor_end).unwrap();
-    let Message::Checkpoint(checkpoint) = receive(&mut decoder) else { panic!("expected the first checkpoint") };
-    assert_eq!(checkpoint.checkpoint, b"1");
-
+    match how {
+        Abandon::NothingUnread => {
+            // Silent for ten minutes: nothing of the worker's will be unread.
+            outgoing.push(&long_job("sleep", b"600000"), Vec::new()).unwrap();
+            outgoing.send_to(&supervisor_end).unwrap();
+        }
+        Abandon::FramesUnread => {
+            // A checkpoint and progress every 20 ms: wait until some are
+            // waiting unread, then close.
+            outgoing.push(&long_job("steps", b"100000 20"), Vec::new()).unwrap();
+            outgoing.send_to(&supervisor_end).unwrap();
+            let Message::Checkpoint(checkpoint) = receive(&mut decoder) else { panic!("expected a checkpoint") };
+            assert_eq!(checkpoint.checkpoint, b"1");
+            let mut poll = [rustix::event::PollFd::new(&supervisor_end, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec { tv_sec: EVENT_TIMEOUT.as_secs() as i64, tv_nsec: 0 };
+            assert_eq!(rustix::event::poll(&mut poll, Some(&timeout)).unwrap(), 1, "frames are waiting");
+        }
+    }
     drop(supervisor_end);
+
     let (exited, exit) = std::sync::mpsc::channel();
     let pid = child.id();
     let waiter = std::thread::spawn(move || {
@@ -150,7 +183,10 @@ async fn a_worker_exits_by_itself_when_its_supervisor_goes_away(sdk: Sdk) {
         let _ = exited.send(status);
     });
     match exit.recv_timeout(EVENT_TIMEOUT) {
-        Ok(status) => assert!(status.unwrap().success(), "the worker exits cleanly when its supervisor is gone"),
+        Ok(status) => {
+            let status = status.unwrap();
+            assert!(status.success(), "the worker exits cleanly when its supervisor is gone: {status}");
+        }
         Err(_) => {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_raw(pid as i32).unwrap(),

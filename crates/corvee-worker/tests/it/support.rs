@@ -2,6 +2,7 @@
 //! real supervisor, jobs, waiting for events with generous bounded timeouts
 //! (never sleeping), and checks that no process was left behind.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corvee_supervisor::{
@@ -14,13 +15,15 @@ use tokio::sync::mpsc;
 /// be busy; a test that needs it has failed anyway.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which SDK's worker a test runs.
+/// Which SDK's worker a test runs. Both answer every kind alike, so each
+/// test runs against both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sdk {
     Rust,
+    Python,
 }
 
-/// Defines `NAME::rust`, calling `NAME(Sdk)`.
+/// Defines `NAME::rust` and `NAME::python`, each calling `NAME(Sdk)`.
 macro_rules! for_both_sdks {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -29,15 +32,32 @@ macro_rules! for_both_sdks {
                 super::$name($crate::support::Sdk::Rust).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn python() {
+                super::$name($crate::support::Sdk::Python).await;
+            }
         }
     )*};
 }
 pub(crate) use for_both_sdks;
 
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn python_sdk_dir() -> PathBuf {
+    repository_root().join("sdk/python")
+}
+
 /// The program and arguments that start `sdk`'s conformance worker.
 pub fn worker_argv(sdk: Sdk, arguments: &[&str]) -> Vec<String> {
     let mut argv = match sdk {
         Sdk::Rust => vec![env!("CARGO_BIN_EXE_corvee-worker-test-worker").to_owned()],
+        Sdk::Python => vec![
+            "python3".to_owned(),
+            "-u".to_owned(),
+            python_sdk_dir().join("tests/conformance_worker.py").to_str().expect("utf-8 path").to_owned(),
+        ],
     };
     argv.extend(arguments.iter().map(|argument| argument.to_string()));
     argv
@@ -47,6 +67,10 @@ pub fn worker_argv(sdk: Sdk, arguments: &[&str]) -> Vec<String> {
 pub fn worker_env(sdk: Sdk) -> Vec<(String, String)> {
     match sdk {
         Sdk::Rust => Vec::new(),
+        Sdk::Python => vec![
+            ("PYTHONPATH".to_owned(), python_sdk_dir().to_str().expect("utf-8 path").to_owned()),
+            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+        ],
     }
 }
 
@@ -58,6 +82,7 @@ pub fn sdk_pool(sdk: Sdk, name: &str, arguments: &[&str]) -> PoolConfig {
     config.env = worker_env(sdk);
     config.window = 4;
     config.timeouts = WorkerTimeouts {
+        // Python starts in ~50 ms idle, seconds on a loaded machine.
         handshake: Duration::from_secs(20),
         heartbeat_interval: Duration::from_millis(500),
         interrupt_grace: Duration::from_secs(20),
