@@ -30,7 +30,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::handshake::{negotiate, HandshakeSettings};
-use crate::output::{LineReader, ReadPass};
+use crate::output::LineReader;
 use crate::payload::{prepare_payload, WirePayload};
 use crate::pool::{PeekRequest, PoolShared, QueuedJob, ReadyWorker};
 use crate::spawn::{set_nonblocking, spawn_process, ProcessHandle, SpawnRequest};
@@ -587,7 +587,14 @@ impl Session<'_> {
                 return;
             }
             let decoder = &mut self.decoder;
-            let result = socket.try_io(Interest::READABLE, |fd| decoder.recv_from(fd));
+            let result = match self.reaped {
+                // The process is gone: read what it wrote straight from the
+                // socket, whatever tokio's readiness says (the reactor may
+                // not have seen the event for its last frames yet, and
+                // `try_io` would not read at all).
+                true => decoder.recv_from(socket.get_ref()),
+                false => socket.try_io(Interest::READABLE, |fd| decoder.recv_from(fd)),
+            };
             match result {
                 Ok(0) => {
                     self.socket = None;
@@ -893,17 +900,12 @@ impl Session<'_> {
             }
         }
         for stream in [LogStream::Stdout, LogStream::Stderr] {
-            loop {
-                let mut lines = Vec::new();
-                let reader = if stream == LogStream::Stdout { &mut self.stdout } else { &mut self.stderr };
-                let pass = reader.read_available(&mut lines);
-                let job = self.sole_job();
-                for text in lines {
-                    self.log_line(job, stream, text);
-                }
-                if pass != ReadPass::MoreWaiting {
-                    break;
-                }
+            let mut lines = Vec::new();
+            let reader = if stream == LogStream::Stdout { &mut self.stdout } else { &mut self.stderr };
+            reader.drain_after_exit(&mut lines);
+            let job = self.sole_job();
+            for text in lines {
+                self.log_line(job, stream, text);
             }
         }
         let reason = self.death_reason.clone().unwrap_or_else(|| "exited".to_owned());

@@ -9,7 +9,7 @@ use corvee_supervisor::{
     LogStream, Outcome, ProcessExit, ProcessRef,
 };
 
-use crate::support::{assert_no_children, Events};
+use crate::support::{assert_no_children, Events, EVENT_TIMEOUT};
 
 fn runner(max_concurrent: usize, log_store: Option<LogStore>) -> (CommandRunner, Events) {
     let (sink, receiver) = EventSink::channel(1024);
@@ -33,6 +33,20 @@ fn command(job_id: u64, argv: &[&str]) -> CommandJob {
 
 fn key(job_id: u64) -> JobKey {
     JobKey { job_id, attempt: 1 }
+}
+
+/// The command's output lines, in order.
+fn output_of(events: &Events, job_id: u64) -> Vec<String> {
+    events
+        .seen
+        .iter()
+        .filter_map(|event| match event {
+            Event::Log(line) if line.job == Some(key(job_id)) && line.stream == LogStream::Stdout => {
+                Some(line.text.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,4 +143,30 @@ fn a_command_spec_is_plain_json() {
     assert_eq!(serde_json::from_str::<CommandSpec>(&json).unwrap(), spec);
     let minimal: CommandSpec = serde_json::from_str(r#"{"argv":["true"]}"#).unwrap();
     assert_eq!(minimal, CommandSpec { argv: vec!["true".into()], env: Vec::new(), cwd: None });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_output_of_a_short_command_is_never_lost() {
+    // A command that prints and exits at once races its exit against the
+    // reactor seeing its output: the runner must read what is left in the
+    // pipes after the exit whatever the reactor saw, and keep a last line
+    // without its newline. (Without that, some of these lose their line.)
+    let (runner, mut events) = runner(2, None);
+    let mut lost = Vec::new();
+    for job_id in 1..=200u64 {
+        let text = if job_id % 2 == 0 { "with a newline\n" } else { "without a newline" };
+        tokio::time::timeout(EVENT_TIMEOUT, runner.wait_for_capacity()).await.expect("capacity frees up");
+        runner.run(command(job_id, &["printf", text])).unwrap();
+    }
+    for job_id in 1..=200u64 {
+        assert!(matches!(events.outcome(key(job_id)).await, Outcome::Completed { .. }));
+    }
+    for job_id in 1..=200u64 {
+        let expected = if job_id % 2 == 0 { "with a newline" } else { "without a newline" };
+        if output_of(&events, job_id) != [expected] {
+            lost.push(job_id);
+        }
+    }
+    assert!(lost.is_empty(), "the output of {} of 200 commands was lost: {lost:?}", lost.len());
+    assert_no_children();
 }
