@@ -16,10 +16,11 @@
 //! that forked exits, which under a thread pool is any time. Workers learn
 //! that the supervisor is gone from EOF on their socket instead.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -46,10 +47,12 @@ pub(crate) struct Spawned {
     pub(crate) stderr: OwnedFd,
 }
 
-/// Sets `O_NONBLOCK` on an fd the supervisor alone reads or writes.
+/// Sets `O_NONBLOCK` on an fd the supervisor alone reads or writes, and has
+/// just created: a fresh pipe or socket has no other status flag set, so
+/// one `F_SETFL` does it (no `F_GETFL` first: two system calls fewer per
+/// command job).
 pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(&fd)?;
-    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+    rustix::fs::fcntl_setfl(&fd, OFlags::NONBLOCK)?;
     Ok(())
 }
 
@@ -65,7 +68,15 @@ pub(crate) fn register_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Res
 /// runtime (the pidfd is registered with its reactor).
 pub(crate) fn spawn_process(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let (program, arguments) = request.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
-    let mut command = Command::new(program);
+    let mut command = match resolve_in_path(program, request.env) {
+        Some(path) => {
+            let mut command = Command::new(path);
+            // The program still sees the name it was started by.
+            command.arg0(program);
+            command
+        }
+        None => Command::new(program),
+    };
     command
         .args(arguments)
         .envs(request.env.iter().map(|(name, value)| (name, value)))
@@ -101,6 +112,35 @@ pub(crate) fn spawn_process(request: SpawnRequest<'_>) -> Result<Spawned, SpawnE
     set_nonblocking(&stdout).map_err(plumbing("stdout pipe"))?;
     set_nonblocking(&stderr).map_err(plumbing("stderr pipe"))?;
     Ok(Spawned { process, stdout, stderr })
+}
+
+/// Finds a bare program name (no `/`) in `PATH` — the command's own `PATH`
+/// if its env sets one, else the supervisor's — the way `execvp` would: the
+/// first directory holding an executable regular file of that name. Done in
+/// the parent, it spares the child one failed `execve` per directory before
+/// the right one (the parent is suspended meanwhile: posix_spawn uses
+/// vfork), and a command whose env sets `PATH` keeps std's posix_spawn fast
+/// path. `None` leaves the search to `execvp`: for a name with a `/`, a
+/// `PATH` with relative entries (relative to the child's working directory,
+/// which the parent does not share), or no match.
+fn resolve_in_path(program: &str, env: &[(String, String)]) -> Option<PathBuf> {
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    let search = match env.iter().rev().find(|(name, _)| name == "PATH") {
+        Some((_, value)) => OsString::from(value),
+        None => std::env::var_os("PATH")?,
+    };
+    let directories: Vec<PathBuf> = std::env::split_paths(&search).collect();
+    if directories.iter().any(|directory| !directory.is_absolute()) {
+        return None;
+    }
+    directories.into_iter().map(|directory| directory.join(program)).find(|candidate| is_executable_file(candidate))
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    let is_file = std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file());
+    is_file && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
 }
 
 /// A child process the supervisor owns: it knows when the child exited

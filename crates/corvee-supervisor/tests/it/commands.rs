@@ -50,6 +50,36 @@ fn output_of(events: &Events, job_id: u64) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_program_name_is_found_in_path_as_execvp_would_and_keeps_its_name() {
+    // The supervisor finds `cat` in its PATH itself; the program still sees
+    // the name it was given as argv[0].
+    let (runner, mut events) = runner(8, None);
+    runner.run(command(1, &["cat", "/proc/self/cmdline"])).unwrap();
+    assert!(matches!(events.outcome(key(1)).await, Outcome::Completed { .. }));
+    assert_eq!(output_of(&events, 1), ["cat\0/proc/self/cmdline\0"], "{:#?}", events.seen);
+
+    // A PATH set in the command's env is the one searched.
+    let directory = tempfile::tempdir().unwrap();
+    let program = directory.path().join("corvee-path-test-program");
+    std::fs::write(&program, "#!/bin/sh\necho \"found as $0\"\n").unwrap();
+    std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut with_path = command(2, &["corvee-path-test-program"]);
+    let search = format!("/nonexistent-directory:{}", directory.path().display());
+    with_path.spec.env.push(("PATH".into(), search));
+    runner.run(with_path).unwrap();
+    assert!(matches!(events.outcome(key(2)).await, Outcome::Completed { .. }), "{:#?}", events.seen);
+    let found = output_of(&events, 2);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("found as ") && found[0].ends_with("corvee-path-test-program"), "{found:?}");
+
+    // Not found anywhere: the job fails naming the program.
+    runner.run(command(3, &["corvee-no-such-program-anywhere"])).unwrap();
+    let outcome = events.outcome(key(3)).await;
+    assert!(matches!(outcome, Outcome::Failed { error, .. } if error.contains("corvee-no-such-program-anywhere")));
+    assert_no_children();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exit_status_decides_the_outcome() {
     let (runner, mut events) = runner(8, None);
     runner.run(command(1, &["true"])).unwrap();
