@@ -149,18 +149,10 @@ class Worker:
             exit_reason = self.run()
         except WorkerError as error:
             print(f"corvee worker {self.name!r}: {error}", file=sys.stderr)
-            sys.exit(1)
+            _exit_now(1)
         if exit_reason is WorkerExit.SUPERVISOR_GONE:
             print(f"corvee worker {self.name!r}: the supervisor is gone; exiting", file=sys.stderr)
-            # Handlers may still run on daemon threads, writing to stdout or
-            # the socket; an interpreter shutting down under them can abort.
-            # Nobody takes their results: leave at once.
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(0)
+            _exit_now(0)
 
     def run(self, sock=None):
         """Runs on `sock` (default: the socket named by CORVEE_WORKER_FD)
@@ -595,6 +587,19 @@ class _Session:
         with self._lock:
             for running in self._running.values():
                 running.interruption.interrupt(reason)
+
+
+def _exit_now(status):
+    """Exits at once, after flushing stdout and stderr. Handlers may still
+    run on daemon threads, writing to stdout or the socket, and an
+    interpreter shutting down under them can abort; nobody takes their
+    results, so nothing is lost by not waiting."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _check_payload_fd(fd, length):
