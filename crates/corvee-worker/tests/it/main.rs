@@ -5,6 +5,7 @@
 //! (`sdk/python/tests/conformance_worker.py`). The two answer every job kind
 //! alike, so every test runs against both: `TEST::rust` and `TEST::python`.
 
+mod config;
 mod fd_payloads;
 mod interrupts;
 mod lifecycle;
