@@ -60,6 +60,7 @@ mod job;
 mod kill;
 mod log_store;
 mod output;
+mod path_lookup;
 mod payload;
 mod pool;
 mod restart;
