@@ -137,15 +137,12 @@ impl Session {
     }
 
     fn handle(self: &Arc<Self>, mut received: Received) -> Result<(), WorkerError> {
+        let payload_fd = match &received.message {
+            Message::Job(Job { payload: Payload::Fd { index, .. }, .. }) => received.take_fd(*index),
+            _ => None,
+        };
         match received.message {
-            Message::Job(ref job) => {
-                let job = job.clone();
-                let fd = match job.payload {
-                    Payload::Fd { index, .. } => received.take_fd(index),
-                    Payload::Inline(_) => None,
-                };
-                self.start_job(job, fd);
-            }
+            Message::Job(job) => self.start_job(job, payload_fd),
             Message::Interrupt(interrupt) => {
                 let state = self.lock();
                 // An interrupt for an attempt not running here is ignored.
@@ -204,8 +201,8 @@ impl Session {
         let session = self.clone();
         let (job_id, attempt) = (job.job_id, job.attempt);
         let started = self.threads.execute(move || {
-            let terminal = session.run_job(&job, fd, interruption);
-            session.reply_and_finish(job.job_id, job.attempt, terminal);
+            let terminal = session.run_job(job, fd, interruption);
+            session.reply_and_finish(job_id, attempt, terminal);
         });
         if let Err(error) = started {
             let error = format!("no thread could be started for the job: {error}");
@@ -214,17 +211,17 @@ impl Session {
     }
 
     /// Runs the attempt's handler on this (job) thread.
-    fn run_job(&self, job: &Job, fd: Option<OwnedFd>, interruption: Arc<Interruption>) -> Terminal {
+    fn run_job(&self, job: Job, fd: Option<OwnedFd>, interruption: Arc<Interruption>) -> Terminal {
         let Some(handler) = self.handlers.get(&job.kind) else {
             return Terminal::Fail {
                 error: format!("this worker has no handler for kind {:?}", job.kind),
                 retryable: false,
             };
         };
-        let payload = match (&job.payload, fd) {
-            (Payload::Inline(bytes), _) => JobPayload::Inline(bytes.clone()),
-            (Payload::Fd { length, .. }, Some(fd)) => match check_payload_fd(&fd, *length) {
-                Ok(()) => JobPayload::Fd(PayloadFd::new(File::from(fd), *length, self.connection.max_payload_bytes)),
+        let payload = match (job.payload, fd) {
+            (Payload::Inline(bytes), _) => JobPayload::Inline(bytes),
+            (Payload::Fd { length, .. }, Some(fd)) => match check_payload_fd(&fd, length) {
+                Ok(()) => JobPayload::Fd(PayloadFd::new(File::from(fd), length, self.connection.max_payload_bytes)),
                 Err(error) => return Terminal::Fail { error, retryable: false },
             },
             (Payload::Fd { .. }, None) => {
@@ -234,12 +231,12 @@ impl Session {
         let context = JobContext {
             job_id: job.job_id,
             attempt: job.attempt,
-            queue: job.queue.clone(),
-            kind: job.kind.clone(),
+            queue: job.queue,
+            kind: job.kind,
             deadline: job.deadline_unix_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
             payload,
-            previous_checkpoint: job.checkpoint.clone(),
-            previous_progress: job.progress.clone(),
+            previous_checkpoint: job.checkpoint,
+            previous_progress: job.progress,
             reported: Mutex::new(Reported::default()),
             interruption,
             connection: self.connection.clone(),
@@ -253,7 +250,7 @@ impl Session {
                 Terminal::Interrupted { checkpoint, progress }
             }
             Err(panic) => Terminal::Fail {
-                error: format!("the handler for kind {:?} panicked: {}", job.kind, panic_message(&*panic)),
+                error: format!("the handler for kind {:?} panicked: {}", context.kind, panic_message(&*panic)),
                 retryable: true,
             },
         }
