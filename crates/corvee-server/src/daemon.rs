@@ -147,10 +147,16 @@ impl Daemon {
             })?;
         tracing::info!(dir = %dir.display(), "store opened: {report}");
         for (queue, settings) in &config.queues {
-            store
-                .configure(queue.clone(), settings.store.clone())
-                .await
-                .with_context(|| format!("cannot apply the settings of queue {queue}"))?;
+            let mut wanted = settings.store.clone();
+            // A pause survives restarts unless the file decides.
+            let current = store.queue_config(queue.clone()).await?;
+            wanted.paused = settings.paused.unwrap_or_else(|| current.as_ref().is_some_and(|config| config.paused));
+            if current.as_ref() != Some(&wanted) {
+                store
+                    .configure(queue.clone(), wanted)
+                    .await
+                    .with_context(|| format!("cannot apply the settings of queue {queue}"))?;
+            }
         }
 
         let logs = LogStore::open(&dir, config.max_log_bytes_per_job).context("cannot open the log directory")?;

@@ -157,3 +157,28 @@ async fn next_spool_event(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_restart_unless_the_configuration_decides() {
+    let daemon = TestDaemon::start("[queues.mail]\nconcurrency = 2\n[queues.news]\npaused = false\n").await;
+    let socket = daemon.socket();
+    for queue in ["mail", "news"] {
+        assert_eq!(post_json(&socket, &format!("/v1/queues/{queue}/pause"), json!({})).await.status, 200);
+    }
+    let dir = daemon.dir;
+    daemon.running.unwrap().shutdown().await.unwrap();
+    let restarted = corvee_server::start(corvee_server::ServeOptions {
+        dir: dir.path().join("data"),
+        config: Some(dir.path().join("corvee.toml")),
+    })
+    .await
+    .unwrap();
+    let daemon = TestDaemon { dir, running: Some(restarted) };
+    let queues = request(&daemon.socket(), "GET", "/v1/queues", None).await.json();
+    let paused = |name: &str| {
+        queues["queues"].as_array().unwrap().iter().find(|queue| queue["queue"] == name).unwrap()["paused"].clone()
+    };
+    assert_eq!(paused("mail"), true, "the file says nothing of pausing mail: {queues}");
+    assert_eq!(paused("news"), false, "the file says news runs: {queues}");
+    daemon.stop().await;
+}
