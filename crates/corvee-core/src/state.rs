@@ -249,6 +249,12 @@ impl CoreState {
         self.queue_id(name).map(|id| self.queues[id as usize].config.clone()).unwrap_or_default()
     }
 
+    /// The visible state of a job (as of the last command's time), if it
+    /// exists.
+    pub fn job_state(&self, id: JobId) -> Option<JobState> {
+        self.jobs.get(id).map(|job| self.state_of(job))
+    }
+
     /// The visible state of a job now.
     pub(crate) fn state_of(&self, job: &Job) -> JobState {
         match job.phase {

@@ -43,6 +43,21 @@ pub struct Config {
     pub max_log_bytes_per_job: u64,
     /// How long a graceful shutdown waits for running jobs to stop.
     pub shutdown_grace: Duration,
+    /// The monitor's thresholds.
+    pub monitor: MonitorConfig,
+}
+
+/// The monitor's thresholds (each queue's `too_old` is with the queue).
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// How often findings are recomputed.
+    pub interval: Duration,
+    /// An attempt this long past its lease deadline (its kill has not
+    /// finished) is stuck.
+    pub stuck_after: Duration,
+    /// A spool file in `incoming/tmp/` older than this was abandoned by its
+    /// writer.
+    pub orphaned_spool_age: Duration,
 }
 
 /// The TCP listener and its access control.
@@ -61,6 +76,9 @@ pub struct HttpConfig {
 pub struct QueueSettings {
     /// The store's queue settings.
     pub store: QueueConfig,
+    /// Whether the file says the queue is paused; `None`: keep whatever a
+    /// `pause`/`resume` made it.
+    pub paused: Option<bool>,
     /// The monitor reports jobs waiting longer than this.
     pub too_old: Option<Duration>,
 }
@@ -104,6 +122,11 @@ impl Default for Config {
             },
             max_log_bytes_per_job: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            monitor: MonitorConfig {
+                interval: Duration::from_secs(2),
+                stuck_after: Duration::from_secs(30),
+                orphaned_spool_age: Duration::from_secs(3600),
+            },
         }
     }
 }
@@ -125,6 +148,16 @@ struct File {
     queues: BTreeMap<String, QueueFile>,
     #[serde(default)]
     pools: BTreeMap<String, PoolFile>,
+    #[serde(default)]
+    monitor: MonitorFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MonitorFile {
+    interval: Option<String>,
+    stuck_after: Option<String>,
+    orphaned_spool_age: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -235,6 +268,18 @@ impl Config {
         if let Some(grace) = duration("shutdown_grace", &file.shutdown_grace)? {
             config.shutdown_grace = grace;
         }
+        if let Some(interval) = duration("monitor.interval", &file.monitor.interval)? {
+            if interval.is_zero() {
+                return Err(error("key monitor.interval: must be more than 0".into()));
+            }
+            config.monitor.interval = interval;
+        }
+        if let Some(after) = duration("monitor.stuck_after", &file.monitor.stuck_after)? {
+            config.monitor.stuck_after = after;
+        }
+        if let Some(age) = duration("monitor.orphaned_spool_age", &file.monitor.orphaned_spool_age)? {
+            config.monitor.orphaned_spool_age = age;
+        }
 
         // HTTP: loopback unless a token protects it.
         if let Some(listen) = &file.http.listen {
@@ -301,7 +346,6 @@ impl Config {
             let name = queue_name(&format!("queues.{name}"), name)?;
             let mut store = QueueConfig::default();
             let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            store.paused = queue.paused.unwrap_or(false);
             store.concurrency = queue.concurrency;
             store.capacity = queue.capacity;
             if queue.concurrency == Some(0) {
@@ -339,7 +383,7 @@ impl Config {
                 max_completed: queue.max_completed.unwrap_or(retention.max_completed),
             };
             let too_old = duration(&key("too_old"), &queue.too_old)?;
-            config.queues.insert(name, QueueSettings { store, too_old });
+            config.queues.insert(name, QueueSettings { store, paused: queue.paused, too_old });
         }
 
         // Pools.

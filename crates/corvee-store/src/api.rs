@@ -75,6 +75,120 @@ pub struct LeasedJob {
     pub due_at: Timestamp,
 }
 
+/// What a worker reported about one attempt: the batch form of
+/// [`Store::progress`], [`Store::checkpoint`], [`Store::complete`],
+/// [`Store::fail`], [`Store::snooze`], [`Store::release`] and
+/// [`Store::interrupted`], for [`Store::report`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// See [`Store::progress`].
+    Progress {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// How far it got.
+        progress: Progress,
+    },
+    /// See [`Store::checkpoint`].
+    Checkpoint {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// What to resume from.
+        checkpoint: Vec<u8>,
+        /// How far it got, if it said.
+        progress: Option<Progress>,
+    },
+    /// See [`Store::complete`].
+    Complete {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// Its output.
+        result: Option<Vec<u8>>,
+        /// How far it got, if it said.
+        progress: Option<Progress>,
+    },
+    /// See [`Store::fail`].
+    Fail {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// What went wrong.
+        error: String,
+        /// Whether another attempt could succeed.
+        retryable: bool,
+        /// How far it got, if it said.
+        progress: Option<Progress>,
+    },
+    /// See [`Store::snooze`].
+    Snooze {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// How long to wait.
+        delay: Duration,
+    },
+    /// See [`Store::release`].
+    Release {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+    },
+    /// See [`Store::interrupted`].
+    Interrupted {
+        /// The job.
+        job: JobId,
+        /// The attempt (fencing token).
+        attempt: Attempt,
+        /// Why it was interrupted.
+        cause: InterruptCause,
+        /// What to resume from (`None`: the last checkpoint stands).
+        checkpoint: Option<Vec<u8>>,
+        /// How far it got, if it said.
+        progress: Option<Progress>,
+    },
+}
+
+impl Report {
+    /// The job reported on.
+    pub fn job(&self) -> JobId {
+        match self {
+            Report::Progress { job, .. }
+            | Report::Checkpoint { job, .. }
+            | Report::Complete { job, .. }
+            | Report::Fail { job, .. }
+            | Report::Snooze { job, .. }
+            | Report::Release { job, .. }
+            | Report::Interrupted { job, .. } => *job,
+        }
+    }
+
+    /// The attempt reported on.
+    pub fn attempt(&self) -> Attempt {
+        match self {
+            Report::Progress { attempt, .. }
+            | Report::Checkpoint { attempt, .. }
+            | Report::Complete { attempt, .. }
+            | Report::Fail { attempt, .. }
+            | Report::Snooze { attempt, .. }
+            | Report::Release { attempt, .. }
+            | Report::Interrupted { attempt, .. } => *attempt,
+        }
+    }
+
+    /// Whether this report ends the attempt.
+    pub fn ends_attempt(&self) -> bool {
+        !matches!(self, Report::Progress { .. } | Report::Checkpoint { .. })
+    }
+}
+
 /// Something that happened in the store, broadcast after it is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreEvent {
@@ -190,6 +304,17 @@ pub trait Store: Send + Sync + 'static {
         checkpoint: Option<Vec<u8>>,
         progress: Option<Progress>,
     ) -> impl Future<Output = Result<Disposition, StoreError>> + Send;
+
+    /// Records reports in the order given, as one durable write where the
+    /// backend can: the path for a daemon relaying many workers' reports.
+    /// Each report is accepted or refused on its own (a stale attempt
+    /// refuses only its report, exactly as the single call would); the
+    /// answer has, per report, the job's state after it. `Err` means the
+    /// store failed: then none of the batch may be durable.
+    fn report(
+        &self,
+        reports: Vec<Report>,
+    ) -> impl Future<Output = Result<Vec<Result<JobState, StoreError>>, StoreError>> + Send;
 
     /// Cancels a job (a running one is interrupted: see
     /// [`StoreEvent::Interrupt`]).

@@ -14,7 +14,7 @@ use corvee_core::{
     Progress, QueueConfig, QueueName, RetryPolicy, Timestamp,
 };
 
-use crate::api::{LeasedJob, PayloadData, Store, StoreEvent};
+use crate::api::{LeasedJob, PayloadData, Report, Store, StoreEvent};
 use crate::clock::{Clock, ManualClock};
 use crate::error::StoreError;
 
@@ -70,7 +70,9 @@ macro_rules! conformance_tests {
             a_waiter_wakes_on_enqueue_and_when_a_job_comes_due,
             events_follow_the_order_of_changes,
             retention_deletes_finished_jobs,
-            large_payloads_round_trip
+            large_payloads_round_trip,
+            a_report_batch_applies_in_order_and_refuses_only_stale_reports,
+            a_large_report_batch_is_all_durable_and_leaves_the_store_consistent
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -698,5 +700,91 @@ pub async fn large_payloads_round_trip<H: Harness>(h: &H) {
     assert!(read(store.payload(id).await.unwrap().unwrap()) == big);
     let lease = lease_one(store, "q").await;
     assert!(read(lease.payload) == big);
+    let _ = h.clock();
+}
+
+pub async fn a_report_batch_applies_in_order_and_refuses_only_stale_reports<H: Harness>(h: &H) {
+    let store = h.store();
+    let resumed = enqueue_one(store, job("q").max_attempts(3)).await;
+    let done = enqueue_one(store, job("q")).await;
+    let leases = store.lease(&[queue("q")], 2, external()).await.unwrap();
+    let (first, second) = (&leases[0], &leases[1]);
+    assert_eq!((first.job, second.job), (resumed, done));
+    let step = |done| Progress { done, total: Some(2), message: None };
+    let answers = store
+        .report(vec![
+            Report::Progress { job: resumed, attempt: first.attempt, progress: step(1) },
+            Report::Checkpoint { job: resumed, attempt: first.attempt, checkpoint: b"step 1".to_vec(), progress: None },
+            // Stale: refused alone, the rest of the batch stands.
+            Report::Complete { job: done, attempt: second.attempt + 1, result: None, progress: None },
+            Report::Fail {
+                job: resumed,
+                attempt: first.attempt,
+                error: "boom".into(),
+                retryable: true,
+                progress: None,
+            },
+            Report::Complete { job: done, attempt: second.attempt, result: Some(b"ok".to_vec()), progress: None },
+            // The attempt ended one report earlier: this one is stale now.
+            Report::Progress { job: resumed, attempt: first.attempt, progress: step(2) },
+        ])
+        .await
+        .expect("the store works");
+    assert_eq!(answers.len(), 6);
+    assert_eq!(answers[0].as_ref().ok(), Some(&JobState::Running));
+    assert_eq!(answers[1].as_ref().ok(), Some(&JobState::Running));
+    assert!(matches!(&answers[2], Err(StoreError::Rejected(CoreError::StaleAttempt { .. }))), "{:?}", answers[2]);
+    assert_eq!(answers[3].as_ref().ok(), Some(&JobState::Retryable));
+    assert_eq!(answers[4].as_ref().ok(), Some(&JobState::Completed));
+    assert!(matches!(&answers[5], Err(StoreError::Rejected(CoreError::StaleAttempt { .. }))), "{:?}", answers[5]);
+
+    let view = store.get(done).await.unwrap().unwrap();
+    assert_eq!((view.state, view.result.as_deref()), (JobState::Completed, Some(&b"ok"[..])));
+    let view = store.get(resumed).await.unwrap().unwrap();
+    assert_eq!(view.state, JobState::Retryable);
+    assert_eq!(view.progress, Some(step(1)), "the progress after the failure was refused");
+    assert_eq!(view.errors.len(), 1);
+    // The checkpoint, recorded before the failure in the same batch, is
+    // handed to the next attempt.
+    h.clock().advance(3_600_000);
+    let again = lease_one(store, "q").await;
+    assert_eq!((again.job, again.checkpoint.as_deref()), (resumed, Some(&b"step 1"[..])));
+}
+
+pub async fn a_large_report_batch_is_all_durable_and_leaves_the_store_consistent<H: Harness>(h: &H) {
+    let store = h.store();
+    // Results large enough that the batch spans several journal appends.
+    let count = 600;
+    let jobs: Vec<NewJob> = (0..count).map(|_| job("q")).collect();
+    store.enqueue(jobs).await.unwrap();
+    let leases = store.lease(&[queue("q")], count as u32, external()).await.unwrap();
+    assert_eq!(leases.len(), count);
+    let mut events = store.subscribe();
+    let reports = leases
+        .iter()
+        .map(|lease| Report::Complete {
+            job: lease.job,
+            attempt: lease.attempt,
+            result: Some(vec![lease.job.0 as u8; 4096]),
+            progress: None,
+        })
+        .collect();
+    let answers = store.report(reports).await.unwrap();
+    assert!(answers.iter().all(|answer| answer.as_ref().ok() == Some(&JobState::Completed)));
+    for lease in &leases {
+        let view = store.get(lease.job).await.unwrap().unwrap();
+        assert_eq!(view.state, JobState::Completed);
+        assert_eq!(view.result, Some(vec![lease.job.0 as u8; 4096]));
+    }
+    let mut completed = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let StoreEvent::Job { job, state: JobState::Completed, .. } = event {
+            completed.push(job);
+        }
+    }
+    let expected: Vec<JobId> = leases.iter().map(|lease| lease.job).collect();
+    assert_eq!(completed, expected, "one event per job, in the order of the batch, once durable");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.iter().find(|s| s.queue == "q").map(|s| s.completed), Some(count as u64));
     let _ = h.clock();
 }

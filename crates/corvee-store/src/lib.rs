@@ -27,7 +27,7 @@ pub mod conformance;
 mod error;
 mod local;
 
-pub use api::{LeasedJob, PayloadData, Store, StoreEvent};
+pub use api::{LeasedJob, PayloadData, Report, Store, StoreEvent};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use local::{LocalStore, LocalStoreOptions, MaintenanceOptions, MaintenanceReport, OpenReport};

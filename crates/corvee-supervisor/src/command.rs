@@ -16,7 +16,7 @@ use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::output::{LineReader, ReadPass};
+use crate::output::LineReader;
 use crate::spawn::{spawn_process, ProcessHandle, SpawnRequest};
 use crate::{
     CommandError, CommandRunnerConfig, EscalationStep, Event, EventSink, InterruptError, JobKey, LogLine, LogStore,
@@ -230,6 +230,9 @@ async fn execute(
         cwd: job.spec.cwd.as_deref(),
         worker_socket: None,
     })?;
+    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
+    shared.events.process_started(pid);
+    shared.events.offer(Event::CommandStarted { job: key, pid });
     let program = job.spec.argv[0].clone();
     let plumbing = |what: &'static str| {
         let program = program.clone();
@@ -315,9 +318,7 @@ async fn execute(
     process.note_exited();
     let exit = process.kill_group_and_reap().await;
     for (stream, reader) in [(LogStream::Stdout, &mut stdout), (LogStream::Stderr, &mut stderr)] {
-        while reader.read_available(&mut lines) == ReadPass::MoreWaiting {
-            log(stream, &mut lines);
-        }
+        reader.drain_after_exit(&mut lines);
         log(stream, &mut lines);
     }
     Ok(match exit {

@@ -4,8 +4,9 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::JobToRun;
+use crate::{JobToRun, WorkerId};
 
 /// Why a process could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,8 @@ pub enum SubmitError {
         /// The job, handed back.
         job: Box<JobToRun>,
     },
-    /// The pool is configured for other kinds.
+    /// The pool is configured for other kinds, or none of its ready
+    /// workers announced this one.
     #[error("pool {pool:?} does not run jobs of kind {:?} (job {}); route it to a pool that does", .job.kind, .job.job_id)]
     UnknownKind {
         /// The pool.
@@ -126,6 +128,78 @@ pub enum InterruptError {
         job_id: u64,
         /// The attempt asked for.
         attempt: u32,
+    },
+}
+
+/// Why [`WorkerPool::peek`](crate::WorkerPool::peek) has no answer. A
+/// worker's own error answer is [`PeekError::Answered`].
+#[derive(Debug, thiserror::Error)]
+pub enum PeekError {
+    /// No ready worker of the pool announced the `peek` capability and is
+    /// free to answer (each answers one peek at a time).
+    #[error(
+        "pool {pool:?} has no ready worker that answers peeks and is not busy with one; \
+         check that its workers register a peek handler, or try again"
+    )]
+    NoWorker {
+        /// The pool.
+        pool: String,
+    },
+    /// The worker asked for is not a ready worker of this pool (it exited,
+    /// is starting, is stopping, or belongs elsewhere).
+    #[error("{worker} is not a ready worker of pool {pool:?}")]
+    UnknownWorker {
+        /// The pool.
+        pool: String,
+        /// The worker asked for.
+        worker: WorkerId,
+    },
+    /// The worker did not announce the `peek` capability.
+    #[error("{worker} of pool {pool:?} does not answer peeks (its hello did not offer the capability)")]
+    NotSupported {
+        /// The pool.
+        pool: String,
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// The worker is still answering an earlier peek (the protocol allows
+    /// one outstanding peek per worker, and a peek that timed out stays
+    /// outstanding until its late answer arrives).
+    #[error("{worker} of pool {pool:?} is still answering an earlier peek; try again later")]
+    Busy {
+        /// The pool.
+        pool: String,
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// No answer within the timeout. The peek stays outstanding at the
+    /// worker until it answers (the answer is then dropped).
+    #[error("{worker} of pool {pool:?} did not answer the peek within {timeout:?}")]
+    Timeout {
+        /// The pool.
+        pool: String,
+        /// The worker.
+        worker: WorkerId,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The worker exited or was stopped before answering.
+    #[error("{worker} of pool {pool:?} went away before answering the peek")]
+    WorkerGone {
+        /// The pool.
+        pool: String,
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// The worker answered with an error.
+    #[error("{worker} of pool {pool:?} could not answer the peek: {message}")]
+    Answered {
+        /// The pool.
+        pool: String,
+        /// The worker.
+        worker: WorkerId,
+        /// Its explanation.
+        message: String,
     },
 }
 

@@ -9,10 +9,9 @@ use corvee_proto::{Capabilities, Hello, Refusal, Welcome, MIN_PROTOCOL_VERSION, 
 
 use crate::WorkerId;
 
-/// What this supervisor supports. Peek is not offered yet: nothing in the
-/// daemon asks workers questions.
-pub(crate) const SUPERVISOR_CAPABILITIES: Capabilities =
-    Capabilities { fd_payloads: true, checkpoints: true, peek: false, interrupt: true };
+/// What this supervisor supports; the welcome offers the part of it the
+/// worker announced.
+pub(crate) const SUPERVISOR_CAPABILITIES: Capabilities = Capabilities::ALL;
 
 /// The pool's side of the negotiation.
 #[derive(Clone, Debug)]
@@ -121,13 +120,22 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_the_smaller_of_asked_and_allowed_and_peek_is_not_offered() {
+    fn the_window_is_the_smaller_of_asked_and_allowed() {
         let negotiated = negotiate(&hello(), &settings(&[])).unwrap();
         assert_eq!(negotiated.welcome.window, 8);
         assert_eq!(negotiated.welcome.worker_id, 7);
-        assert!(!negotiated.welcome.capabilities.peek);
-        assert!(negotiated.welcome.capabilities.fd_payloads && negotiated.welcome.capabilities.interrupt);
+        assert_eq!(negotiated.welcome.capabilities, Capabilities::ALL);
         assert_eq!(negotiated.kinds, ["a", "b"]);
+    }
+
+    #[test]
+    fn only_the_capabilities_the_worker_announced_are_in_use() {
+        let capabilities = Capabilities { fd_payloads: false, checkpoints: true, peek: false, interrupt: true };
+        let negotiated = negotiate(&Hello { capabilities, ..hello() }, &settings(&[])).unwrap();
+        assert_eq!(negotiated.welcome.capabilities, capabilities);
+        let peek_only = Capabilities { peek: true, ..Capabilities::default() };
+        let negotiated = negotiate(&Hello { capabilities: peek_only, ..hello() }, &settings(&[])).unwrap();
+        assert_eq!(negotiated.welcome.capabilities, peek_only);
     }
 
     #[test]

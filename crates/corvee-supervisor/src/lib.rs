@@ -60,6 +60,7 @@ mod job;
 mod kill;
 mod log_store;
 mod output;
+mod path_lookup;
 mod payload;
 mod pool;
 mod restart;
@@ -71,12 +72,15 @@ pub use config::{
     CommandRunnerConfig, PoolConfig, RestartPolicy, WorkerTimeouts, DEFAULT_MAX_LINE_BYTES,
     DEFAULT_PAYLOAD_FD_THRESHOLD_BYTES, MAX_WINDOW,
 };
-pub use error::{CommandError, ConfigError, InterruptError, LogStoreError, SpawnError, SubmitError};
-pub use event::{signal_name, EscalationStep, Event, EventSink, LogLine, LogStream, Outcome, ProcessExit, ProcessRef};
+pub use error::{CommandError, ConfigError, InterruptError, LogStoreError, PeekError, SpawnError, SubmitError};
+pub use event::{
+    signal_name, EscalationStep, Event, EventSink, LogLine, LogStream, Outcome, ProcessExit, ProcessRef,
+    ProcessStartedHook,
+};
 pub use job::{JobKey, JobResult, JobToRun, Payload, ProgressState, WorkerId};
 pub use log_store::{
     JobLogState, LogChunk, LogFollower, LogStore, DEFAULT_MAX_LOG_BYTES_PER_JOB, LOG_TRUNCATED_MARKER,
     MAX_READ_CHUNK_BYTES,
 };
 pub use output::LINE_TRUNCATED_MARKER;
-pub use pool::{SocketStats, WorkerPool};
+pub use pool::{PeekTarget, SocketStats, WorkerPool};

@@ -66,21 +66,46 @@ impl LineReader {
     /// Reads what is available (up to a budget), pushing whole lines to
     /// `lines`. At EOF a last unterminated line is pushed too.
     pub(crate) fn read_available(&mut self, lines: &mut Vec<String>) -> ReadPass {
+        self.read(lines, false)
+    }
+
+    /// After the process is gone: reads everything left in the pipe, then
+    /// pushes a last unterminated line even if the pipe is not closed yet
+    /// (a killed grandchild may hold it a moment longer; the job is over).
+    ///
+    /// It reads straight from the fd, whatever tokio's readiness says: the
+    /// reactor may not have seen the event for the last bytes or the EOF
+    /// yet when the process's exit is noticed, and `try_io` would then not
+    /// read at all — the end of a short command's output would be lost.
+    pub(crate) fn drain_after_exit(&mut self, lines: &mut Vec<String>) {
+        while self.read(lines, true) == ReadPass::MoreWaiting {}
+        if !self.pending.is_empty() && !self.discarding {
+            lines.push(String::from_utf8_lossy(&self.pending).into_owned());
+        }
+        self.pending.clear();
+        self.eof = true;
+    }
+
+    fn read(&mut self, lines: &mut Vec<String>, ignore_readiness: bool) -> ReadPass {
         if self.eof {
             return ReadPass::Eof;
         }
         let mut chunk = [0u8; 16 << 10];
         let mut read_total = 0;
+        let read_pipe = |pipe: &OwnedFd, chunk: &mut [u8]| loop {
+            match rustix::io::read(pipe, &mut *chunk) {
+                Err(Errno::INTR) => continue,
+                result => break result.map_err(io::Error::from),
+            }
+        };
         loop {
             if read_total >= READ_BUDGET_BYTES {
                 return ReadPass::MoreWaiting;
             }
-            let result = self.pipe.try_io(Interest::READABLE, |pipe| loop {
-                match rustix::io::read(pipe, &mut chunk) {
-                    Err(Errno::INTR) => continue,
-                    result => break result.map_err(io::Error::from),
-                }
-            });
+            let result = match ignore_readiness {
+                true => read_pipe(self.pipe.get_ref(), &mut chunk),
+                false => self.pipe.try_io(Interest::READABLE, |pipe| read_pipe(pipe, &mut chunk)),
+            };
             match result {
                 Ok(0) => {
                     self.eof = true;

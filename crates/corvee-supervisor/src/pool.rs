@@ -1,7 +1,8 @@
 //! A pool of identical worker processes: [`WorkerPool`] routes submitted
 //! attempts to the process with the most free room in its window, routes
 //! interrupts to the process running the attempt, restarts dead processes
-//! with backoff, and stops gracefully or at once.
+//! with backoff, answers peeks through one of its workers, and stops
+//! gracefully or at once.
 //!
 //! Each process slot is one tokio task (`run_slot`) that starts a worker,
 //! runs its session (`worker.rs`) until the process is reaped, and starts the
@@ -15,14 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{watch, Notify};
+use corvee_proto::PeekResult;
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::restart::{RestartTracker, RunSummary};
 use crate::worker::run_worker;
 use crate::{
-    ConfigError, Event, EventSink, InterruptError, JobKey, JobToRun, LogStore, PoolConfig, SubmitError, WorkerId,
-    MAX_WINDOW,
+    ConfigError, Event, EventSink, InterruptError, JobKey, JobToRun, LogStore, PeekError, PoolConfig, SubmitError,
+    WorkerId, MAX_WINDOW,
 };
 
 /// Worker ids are unique within the process, across pools.
@@ -36,11 +38,32 @@ pub(crate) struct QueuedJob {
     pub(crate) deadline: Option<Instant>,
 }
 
+/// A peek waiting to be sent, and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct PeekRequest {
+    pub(crate) query: Vec<u8>,
+    /// Dropped unanswered when the worker goes away.
+    pub(crate) reply: oneshot::Sender<PeekResult>,
+}
+
+/// Which worker [`WorkerPool::peek`] asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeekTarget {
+    /// Any ready worker that answers peeks and is not answering one now.
+    /// Right for questions every worker answers alike (its version, what
+    /// its shared cache holds).
+    AnyWorker,
+    /// This worker process: for questions about one process's state. Ids
+    /// come from [`Event::WorkerStarted`] and [`Event::WorkerReady`].
+    Worker(WorkerId),
+}
+
 /// What the pool asks of a slot's session.
 #[derive(Debug, Default)]
 pub(crate) struct SlotInbox {
     pub(crate) jobs: Vec<QueuedJob>,
     pub(crate) interrupts: Vec<(JobKey, String)>,
+    pub(crate) peek: Option<PeekRequest>,
     pub(crate) shutdown: Option<SystemTime>,
     pub(crate) kill: bool,
 }
@@ -48,8 +71,11 @@ pub(crate) struct SlotInbox {
 /// A worker that finished its handshake.
 #[derive(Debug)]
 pub(crate) struct ReadyWorker {
+    pub(crate) worker: WorkerId,
     pub(crate) window: u32,
     pub(crate) kinds: Vec<String>,
+    /// The welcome has the `peek` capability in use.
+    pub(crate) answers_peeks: bool,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +83,9 @@ struct SlotState {
     ready: Option<ReadyWorker>,
     /// Attempts routed to this slot without an outcome yet.
     assigned: u32,
+    /// A peek was handed to this slot's worker and it has not answered yet
+    /// (the protocol allows one outstanding peek per worker).
+    peek_busy: bool,
     inbox: SlotInbox,
 }
 
@@ -111,8 +140,17 @@ impl PoolShared {
     }
 
     pub(crate) fn mark_ready(&self, slot: usize, ready: ReadyWorker) {
-        self.lock().slots[slot].ready = Some(ready);
+        {
+            let mut state = self.lock();
+            state.slots[slot].ready = Some(ready);
+            state.slots[slot].peek_busy = false;
+        }
         self.capacity_changed.notify_waiters();
+    }
+
+    /// The slot's worker answered its peek (or will never be asked it).
+    pub(crate) fn peek_done(&self, slot: usize) {
+        self.lock().slots[slot].peek_busy = false;
     }
 
     pub(crate) fn mark_not_ready(&self, slot: usize) {
@@ -204,14 +242,25 @@ impl WorkerPool {
                 return Err(SubmitError::AlreadyRunning { pool: pool(), running_attempt, job: Box::new(job) });
             }
             let mut best: Option<(usize, u32)> = None;
+            let (mut any_ready, mut kind_run) = (false, false);
             for (index, slot) in state.slots.iter().enumerate() {
                 let Some(ready) = &slot.ready else { continue };
+                any_ready = true;
+                if !ready.kinds.contains(&job.kind) {
+                    continue;
+                }
+                kind_run = true;
                 let free = ready.window.saturating_sub(slot.assigned);
-                if free > 0 && ready.kinds.contains(&job.kind) && best.is_none_or(|(_, most)| free > most) {
+                if free > 0 && best.is_none_or(|(_, most)| free > most) {
                     best = Some((index, free));
                 }
             }
             let Some((slot, _)) = best else {
+                // A pool's processes are alike: if none of those ready runs
+                // the kind, waiting for room would wait forever.
+                if any_ready && !kind_run {
+                    return Err(SubmitError::UnknownKind { pool: pool(), job: Box::new(job) });
+                }
                 return Err(SubmitError::NoCapacity { pool: pool(), job: Box::new(job) });
             };
             let deadline = job
@@ -276,6 +325,57 @@ impl WorkerPool {
         };
         self.shared.slot_wakers[slot].notify_one();
         Ok(())
+    }
+
+    /// Asks a worker a read-only question (a `peek`) and waits up to
+    /// `timeout` for its answer. `target` picks the worker: any ready one
+    /// that answers peeks and is not busy with another, or a particular
+    /// process. The query and the answer are bytes in a format the workers
+    /// define.
+    ///
+    /// A worker has at most one peek outstanding: while it has not answered
+    /// — even after this call timed out — it is [`PeekError::Busy`]. A
+    /// worker's error answer is [`PeekError::Answered`].
+    pub async fn peek(&self, target: PeekTarget, query: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, PeekError> {
+        let pool = || self.shared.name.to_string();
+        let (reply, answer) = oneshot::channel();
+        let (slot, worker) = {
+            let mut state = self.shared.lock();
+            let slot = match target {
+                PeekTarget::AnyWorker => state
+                    .slots
+                    .iter()
+                    .position(|slot| !slot.peek_busy && slot.ready.as_ref().is_some_and(|ready| ready.answers_peeks))
+                    .ok_or_else(|| PeekError::NoWorker { pool: pool() })?,
+                PeekTarget::Worker(worker) => {
+                    let slot = state
+                        .slots
+                        .iter()
+                        .position(|slot| slot.ready.as_ref().is_some_and(|ready| ready.worker == worker))
+                        .ok_or_else(|| PeekError::UnknownWorker { pool: pool(), worker })?;
+                    let slot_state = &state.slots[slot];
+                    if !slot_state.ready.as_ref().is_some_and(|ready| ready.answers_peeks) {
+                        return Err(PeekError::NotSupported { pool: pool(), worker });
+                    }
+                    if slot_state.peek_busy {
+                        return Err(PeekError::Busy { pool: pool(), worker });
+                    }
+                    slot
+                }
+            };
+            let slot_state = &mut state.slots[slot];
+            let worker = slot_state.ready.as_ref().expect("chosen among ready workers").worker;
+            slot_state.peek_busy = true;
+            slot_state.inbox.peek = Some(PeekRequest { query, reply });
+            (slot, worker)
+        };
+        self.shared.slot_wakers[slot].notify_one();
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(PeekResult::Ok(bytes))) => Ok(bytes),
+            Ok(Ok(PeekResult::Error(message))) => Err(PeekError::Answered { pool: pool(), worker, message }),
+            Ok(Err(_unanswered)) => Err(PeekError::WorkerGone { pool: pool(), worker }),
+            Err(_elapsed) => Err(PeekError::Timeout { pool: pool(), worker, timeout }),
+        }
     }
 
     /// Socket traffic so far.

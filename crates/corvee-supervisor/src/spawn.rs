@@ -16,11 +16,13 @@
 //! that forked exits, which under a thread pool is any time. Workers learn
 //! that the supervisor is gone from EOF on their socket instead.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use rustix::fs::OFlags;
@@ -28,6 +30,7 @@ use rustix::process::{Pid, PidfdFlags};
 use tokio::io::unix::AsyncFd;
 
 use crate::kill::kill_process_group;
+use crate::path_lookup::{find_in_path, find_in_path_again};
 use crate::{ProcessExit, SpawnError};
 
 /// What to start.
@@ -46,10 +49,12 @@ pub(crate) struct Spawned {
     pub(crate) stderr: OwnedFd,
 }
 
-/// Sets `O_NONBLOCK` on an fd the supervisor alone reads or writes.
+/// Sets `O_NONBLOCK` on an fd the supervisor alone reads or writes, and has
+/// just created: a fresh pipe or socket has no other status flag set, so
+/// one `F_SETFL` does it (no `F_GETFL` first: two system calls fewer per
+/// command job).
 pub(crate) fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(&fd)?;
-    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+    rustix::fs::fcntl_setfl(&fd, OFlags::NONBLOCK)?;
     Ok(())
 }
 
@@ -64,12 +69,49 @@ pub(crate) fn register_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Res
 /// Starts the process described by `request`. Must run inside a tokio
 /// runtime (the pidfd is registered with its reactor).
 pub(crate) fn spawn_process(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
-    let (program, arguments) = request.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
-    let mut command = Command::new(program);
+    let program = request.argv.first().ok_or(SpawnError::EmptyArgv)?;
+    let found = find_in_path(program, request.env);
+    let mut child = match command_for(&request, found.as_deref()).spawn() {
+        // Found a moment ago, gone now: look again, once.
+        Err(error) if error.kind() == io::ErrorKind::NotFound && found.is_some() => {
+            let found = find_in_path_again(program, request.env);
+            command_for(&request, found.as_deref()).spawn()
+        }
+        spawned => spawned,
+    }
+    .map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
+    // The parent's copy of the worker's end must close now, or the
+    // supervisor would never see EOF from a dead worker.
+    drop(request.worker_socket);
+    let plumbing = |what: &'static str| {
+        let program = program.clone();
+        move |source: io::Error| SpawnError::Plumbing { what, program, source }
+    };
+    let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
+    let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
+    let process = ProcessHandle::watch(child).map_err(plumbing("pidfd"))?;
+    set_nonblocking(&stdout).map_err(plumbing("stdout pipe"))?;
+    set_nonblocking(&stderr).map_err(plumbing("stderr pipe"))?;
+    Ok(Spawned { process, stdout, stderr })
+}
+
+/// The `Command` for `request`, running `found` (the program looked up in
+/// `PATH`) if given, with argv[0] as the request has it either way.
+fn command_for(request: &SpawnRequest<'_>, found: Option<&Path>) -> Command {
+    let (program, arguments) = request.argv.split_first().expect("checked non-empty");
+    let mut command = match found {
+        Some(path) => {
+            let mut command = Command::new(path);
+            // The program still sees the name it was started by.
+            command.arg0(program);
+            command
+        }
+        None => Command::new(program),
+    };
     command
         .args(arguments)
         .envs(request.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
+        .stdin(dev_null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -87,20 +129,18 @@ pub(crate) fn spawn_process(request: SpawnRequest<'_>) -> Result<Spawned, SpawnE
             command.pre_exec(move || corvee_proto::install_worker_fd(BorrowedFd::borrow_raw(raw)));
         }
     }
-    let mut child = command.spawn().map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
-    // The parent's copy of the worker's end must close now, or the
-    // supervisor would never see EOF from a dead worker.
-    drop(request.worker_socket);
-    let plumbing = |what: &'static str| {
-        let program = program.clone();
-        move |source: io::Error| SpawnError::Plumbing { what, program, source }
-    };
-    let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
-    let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
-    let process = ProcessHandle::watch(child).map_err(plumbing("pidfd"))?;
-    set_nonblocking(&stdout).map_err(plumbing("stdout pipe"))?;
-    set_nonblocking(&stderr).map_err(plumbing("stderr pipe"))?;
-    Ok(Spawned { process, stdout, stderr })
+    command
+}
+
+/// Stdin for a child: `/dev/null`, opened once and duplicated for each
+/// child (a `dup` instead of an `open` with its path walk on every spawn).
+fn dev_null() -> Stdio {
+    static DEV_NULL: OnceLock<Option<File>> = OnceLock::new();
+    let shared = DEV_NULL.get_or_init(|| File::open("/dev/null").ok());
+    match shared.as_ref().map(File::try_clone) {
+        Some(Ok(copy)) => Stdio::from(copy),
+        _ => Stdio::null(),
+    }
 }
 
 /// A child process the supervisor owns: it knows when the child exited

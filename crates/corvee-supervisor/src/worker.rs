@@ -1,6 +1,6 @@
 //! One worker process's life, from spawn to reaping: the handshake, the
 //! pipelined window, matching replies to attempts, liveness, interrupts and
-//! their escalation, graceful shutdown, and the final accounting.
+//! their escalation, peeks, graceful shutdown, and the final accounting.
 //!
 //! A single tokio task owns everything about the process — its socket, its
 //! output pipes, its pidfd and the attempts in flight — so there is no
@@ -22,17 +22,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use corvee_proto::{
-    Capabilities, DecodeError, EncodeError, FrameDecoder, Interrupt, Job, Message, Peer, Received, SendBuffer,
-    Shutdown, DEFAULT_SEND_BUFFER_LIMIT_BYTES, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES,
+    Capabilities, DecodeError, EncodeError, FrameDecoder, Interrupt, Job, Message, Peek, PeekResult, Peer, Received,
+    SendBuffer, Shutdown, DEFAULT_SEND_BUFFER_LIMIT_BYTES, HANDSHAKE_MAX_FRAME_BYTES, HEADER_BYTES,
 };
 use rustix::process::Signal;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::handshake::{negotiate, HandshakeSettings};
-use crate::output::{LineReader, ReadPass};
+use crate::output::LineReader;
 use crate::payload::{prepare_payload, WirePayload};
-use crate::pool::{PoolShared, QueuedJob, ReadyWorker};
+use crate::pool::{PeekRequest, PoolShared, QueuedJob, ReadyWorker};
 use crate::spawn::{set_nonblocking, spawn_process, ProcessHandle, SpawnRequest};
 use crate::{
     EscalationStep, Event, JobKey, JobResult, JobToRun, LogLine, LogStream, Outcome, ProcessExit, ProcessRef,
@@ -101,11 +101,12 @@ pub(crate) async fn run_worker(
         cwd: config.cwd.as_deref(),
         worker_socket: Some(worker_end),
     })?;
+    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
+    shared.events.process_started(pid);
     let socket = crate::spawn::register_fd(supervisor_end, Interest::READABLE | Interest::WRITABLE)
         .map_err(plumbing("protocol socket"))?;
     let stdout = LineReader::new(spawned.stdout, config.max_line_bytes).map_err(plumbing("stdout pipe"))?;
     let stderr = LineReader::new(spawned.stderr, config.max_line_bytes).map_err(plumbing("stderr pipe"))?;
-    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
     shared.events.send(Event::WorkerStarted { pool: shared.name.clone(), worker, pid }).await;
     let now = Instant::now();
     let mut session = Session {
@@ -139,6 +140,8 @@ pub(crate) async fn run_worker(
         reaped: false,
         more_to_read: false,
         line_buffer: Vec::new(),
+        peek_pending: None,
+        last_peek_request_id: 0,
     };
     session.run().await;
     Ok(session.finish().await)
@@ -186,6 +189,11 @@ struct Session<'a> {
     /// A read pass stopped at its budget with data left.
     more_to_read: bool,
     line_buffer: Vec<String>,
+    /// The peek sent and not yet answered: its request id and where the
+    /// answer goes. Kept after the caller stopped waiting, so a second peek
+    /// is never outstanding at the worker.
+    peek_pending: Option<(u64, tokio::sync::oneshot::Sender<PeekResult>)>,
+    last_peek_request_id: u64,
 }
 
 impl Session<'_> {
@@ -407,9 +415,31 @@ impl Session<'_> {
         for (key, reason) in inbox.interrupts {
             self.interrupt(key, &reason).await;
         }
+        if let Some(peek) = inbox.peek {
+            self.send_peek(peek);
+        }
         if let Some(deadline) = inbox.shutdown {
             self.begin_shutdown(deadline).await;
         }
+    }
+
+    /// Sends a peek, or drops it (the caller hears the worker is gone) when
+    /// the worker cannot be asked any more.
+    fn send_peek(&mut self, request: PeekRequest) {
+        let can_ask = self.phase == Phase::Running
+            && self.capabilities.peek
+            && self.socket.is_some()
+            && !self.socket_write_broken
+            && !self.signalled;
+        assert!(self.peek_pending.is_none(), "the pool hands a worker one peek at a time");
+        if !can_ask {
+            self.shared.peek_done(self.slot);
+            return;
+        }
+        self.last_peek_request_id += 1;
+        let request_id = self.last_peek_request_id;
+        self.push_frame(&Peek { request_id, query: request.query }, Vec::new());
+        self.peek_pending = Some((request_id, request.reply));
     }
 
     async fn begin_shutdown(&mut self, deadline: SystemTime) {
@@ -558,7 +588,14 @@ impl Session<'_> {
                 return;
             }
             let decoder = &mut self.decoder;
-            let result = socket.try_io(Interest::READABLE, |fd| decoder.recv_from(fd));
+            let result = match self.reaped {
+                // The process is gone: read what it wrote straight from the
+                // socket, whatever tokio's readiness says (the reactor may
+                // not have seen the event for its last frames yet, and
+                // `try_io` would not read at all).
+                true => decoder.recv_from(socket.get_ref()),
+                false => socket.try_io(Interest::READABLE, |fd| decoder.recv_from(fd)),
+            };
             match result {
                 Ok(0) => {
                     self.socket = None;
@@ -691,6 +728,17 @@ impl Session<'_> {
                     Outcome::Interrupted { checkpoint: interrupted.checkpoint, progress: interrupted.progress };
                 self.terminal(key.expect("interrupted names its attempt"), "interrupted", outcome).await;
             }
+            Message::PeekReply(reply) => {
+                // A reply for no pending peek is ignored, like a stale reply.
+                if self.peek_pending.as_ref().is_some_and(|(request_id, _)| *request_id == reply.request_id) {
+                    let (_, answer) = self.peek_pending.take().expect("checked above");
+                    // Free the worker first: the caller may ask again the
+                    // moment it has the answer.
+                    self.shared.peek_done(self.slot);
+                    // The caller may have stopped waiting (timeout).
+                    let _ = answer.send(reply.result);
+                }
+            }
             other => {
                 let found = other.message_type();
                 self.protocol_error(format!("unexpected {found:?} after the handshake")).await;
@@ -750,7 +798,13 @@ impl Session<'_> {
                 self.push_frame(&welcome, Vec::new());
                 self.phase = Phase::Running;
                 self.last_frame_at = Instant::now();
-                self.shared.mark_ready(self.slot, ReadyWorker { window: welcome.window, kinds: negotiated.kinds });
+                let ready = ReadyWorker {
+                    worker: self.worker,
+                    window: welcome.window,
+                    kinds: negotiated.kinds,
+                    answers_peeks: welcome.capabilities.peek,
+                };
+                self.shared.mark_ready(self.slot, ready);
                 self.shared
                     .events
                     .send(Event::WorkerReady {
@@ -847,17 +901,12 @@ impl Session<'_> {
             }
         }
         for stream in [LogStream::Stdout, LogStream::Stderr] {
-            loop {
-                let mut lines = Vec::new();
-                let reader = if stream == LogStream::Stdout { &mut self.stdout } else { &mut self.stderr };
-                let pass = reader.read_available(&mut lines);
-                let job = self.sole_job();
-                for text in lines {
-                    self.log_line(job, stream, text);
-                }
-                if pass != ReadPass::MoreWaiting {
-                    break;
-                }
+            let mut lines = Vec::new();
+            let reader = if stream == LogStream::Stdout { &mut self.stdout } else { &mut self.stderr };
+            reader.drain_after_exit(&mut lines);
+            let job = self.sole_job();
+            for text in lines {
+                self.log_line(job, stream, text);
             }
         }
         let reason = self.death_reason.clone().unwrap_or_else(|| "exited".to_owned());

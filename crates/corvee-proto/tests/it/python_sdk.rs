@@ -1,7 +1,8 @@
 //! The Python SDK's wire layer, driven from here so that `cargo nextest`
-//! covers it: its unittest suite (which reads the same golden vectors), and
-//! a real Python worker process speaking the protocol with this crate's
-//! codec, fd payloads both ways.
+//! covers it: its unittest suite (`sdk/python/tests/wire`, which reads the
+//! same golden vectors), and a real Python worker process speaking the
+//! protocol with this crate's codec, fd payloads both ways. (The runtime's
+//! own tests are run by corvee-worker's.)
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -30,9 +31,9 @@ fn python() -> Command {
 }
 
 #[test]
-fn the_python_sdk_unit_tests_pass() {
+fn the_python_wire_layer_unit_tests_pass() {
     let output = python()
-        .args(["-m", "unittest", "discover", "-s", "tests", "-t", "."])
+        .args(["-m", "unittest", "discover", "-s", "tests/wire", "-t", "."])
         .stdin(Stdio::null())
         .output()
         .expect("python3 (3.11 or newer) is needed to test the Python SDK");

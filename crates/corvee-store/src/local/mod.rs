@@ -27,13 +27,13 @@ use std::time::Duration;
 
 use corvee_core::{
     Action, Attempt, CancelOutcome, Command, CoreState, Disposition, Encoder, Enqueued, ExpiredLease, InterruptCause,
-    JobFilter, JobId, JobView, LeaseHolder, Limits, NewJob, Payload, Progress, QueueConfig, QueueName, QueueStats,
-    Reply, Timestamp,
+    JobFilter, JobId, JobState, JobView, LeaseHolder, Limits, NewJob, Payload, Progress, QueueConfig, QueueName,
+    QueueStats, Reply, Timestamp,
 };
 use corvee_journal::{Journal, JournalOptions, Ticket};
 use tokio::sync::{broadcast, Notify};
 
-use crate::api::{LeasedJob, PayloadData, Store, StoreEvent};
+use crate::api::{LeasedJob, PayloadData, Report, Store, StoreEvent};
 use crate::clock::Clock;
 use crate::error::StoreError;
 use data_files::DataFiles;
@@ -108,6 +108,38 @@ struct Submitted {
     reply: Reply,
     ticket: Option<Ticket>,
     actions: Vec<Action>,
+}
+
+/// A batch of reports applied and journaled, waiting to be durable.
+struct SubmittedBatch {
+    answers: Vec<Result<JobState, StoreError>>,
+    tickets: Vec<Ticket>,
+    actions: Vec<Action>,
+}
+
+/// A batch of reports is journaled in appends of about this size, so one
+/// huge batch neither exceeds the journal's record limit nor holds the
+/// state lock through one giant write.
+const REPORT_CHUNK_BYTES: usize = 1 << 20;
+
+fn command_of(report: Report) -> Command {
+    match report {
+        Report::Progress { job, attempt, progress } => Command::Progress { job, attempt, progress },
+        Report::Checkpoint { job, attempt, checkpoint, progress } => {
+            Command::Checkpoint { job, attempt, checkpoint, progress }
+        }
+        Report::Complete { job, attempt, result, progress } => Command::Complete { job, attempt, result, progress },
+        Report::Fail { job, attempt, error, retryable, progress } => {
+            Command::Fail { job, attempt, error, retryable, progress }
+        }
+        Report::Snooze { job, attempt, delay } => {
+            Command::Snooze { job, attempt, delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX) }
+        }
+        Report::Release { job, attempt } => Command::Release { job, attempt },
+        Report::Interrupted { job, attempt, cause, checkpoint, progress } => {
+            Command::Interrupted { job, attempt, cause, checkpoint, progress }
+        }
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,35 +275,24 @@ impl Inner {
         let mut state = lock(&self.state);
         let now = self.clock.now();
         let applied = state.apply(command, now)?;
+        let events = if self.events.receiver_count() > 0 {
+            events_for(&state, &applied.records, &applied.actions, now)
+        } else {
+            Vec::new()
+        };
         let ticket = if applied.records.is_empty() {
+            drop(state);
+            for event in events {
+                let _ = self.events.send(event);
+            }
             None
         } else {
             let mut encoder = Encoder::new();
             for record in &applied.records {
                 record.encode(&mut encoder);
             }
-            let ticket = match self.journal.append(&encoder.into_bytes()) {
-                Ok(ticket) => ticket,
-                Err(error) => {
-                    // The state already holds the change the journal refused.
-                    drop(state);
-                    return Err(self.fail(&error));
-                }
-            };
-            Some(ticket)
+            Some(self.append_locked(state, &encoder.into_bytes(), events)?)
         };
-        if self.events.receiver_count() > 0 {
-            let events = events_for(&state, &applied.records, &applied.actions, now);
-            match &ticket {
-                Some(ticket) => lock(&self.pending_events).push(ticket.last_lsn().get(), events),
-                None => {
-                    for event in events {
-                        let _ = self.events.send(event);
-                    }
-                }
-            }
-        }
-        drop(state);
         Ok(Submitted { reply: applied.reply, ticket, actions: applied.actions })
     }
 
@@ -283,6 +304,76 @@ impl Inner {
         }
         self.after_durable(submitted.actions);
         Ok(submitted.reply)
+    }
+
+    /// Applies a batch of reports under one lock and journals their
+    /// records in as few appends as the chunk size allows (one, usually).
+    fn submit_reports(&self, reports: Vec<Report>) -> Result<SubmittedBatch, StoreError> {
+        self.check_failed()?;
+        let mut state = lock(&self.state);
+        let now = self.clock.now();
+        let with_events = self.events.receiver_count() > 0;
+        let mut batch =
+            SubmittedBatch { answers: Vec::with_capacity(reports.len()), tickets: Vec::new(), actions: Vec::new() };
+        let mut encoder = Encoder::new();
+        let mut events = Vec::new();
+        for report in reports {
+            let job = report.job();
+            let applied = match state.apply(command_of(report), now) {
+                Ok(applied) => applied,
+                Err(error) => {
+                    batch.answers.push(Err(StoreError::Rejected(error)));
+                    continue;
+                }
+            };
+            for record in &applied.records {
+                record.encode(&mut encoder);
+            }
+            if with_events {
+                events.extend(events_for(&state, &applied.records, &applied.actions, now));
+            }
+            batch.actions.extend(applied.actions);
+            // The job exists: the command that just succeeded names it.
+            batch.answers.push(Ok(state.job_state(job).unwrap_or(JobState::Completed)));
+            if encoder.len() >= REPORT_CHUNK_BYTES {
+                let bytes = std::mem::take(&mut encoder).into_bytes();
+                batch.tickets.push(self.append_locked(state, &bytes, std::mem::take(&mut events))?);
+                state = lock(&self.state);
+            }
+        }
+        if !encoder.is_empty() {
+            batch.tickets.push(self.append_locked(state, &encoder.into_bytes(), events)?);
+        } else if !events.is_empty() {
+            drop(state);
+            for event in events {
+                let _ = self.events.send(event);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Appends records while still holding the state lock (so the journal's
+    /// order is the order of application), queues their events for when
+    /// they are durable, and unlocks.
+    fn append_locked(
+        &self,
+        state: MutexGuard<'_, CoreState>,
+        bytes: &[u8],
+        events: Vec<StoreEvent>,
+    ) -> Result<Ticket, StoreError> {
+        let ticket = match self.journal.append(bytes) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                // The state already holds the change the journal refused.
+                drop(state);
+                return Err(self.fail(&error));
+            }
+        };
+        if !events.is_empty() {
+            lock(&self.pending_events).push(ticket.last_lsn().get(), events);
+        }
+        drop(state);
+        Ok(ticket)
     }
 
     /// What to do once a command's records are durable.
@@ -484,6 +575,22 @@ impl Store for LocalStore {
         match self.execute(Command::Interrupted { job, attempt, cause, checkpoint, progress }).await? {
             Reply::Disposed(disposition) => Ok(disposition),
             other => Err(unexpected(other)),
+        }
+    }
+
+    #[allow(clippy::manual_async_fn)] // the batch is applied when called, not when first polled
+    fn report(
+        &self,
+        reports: Vec<Report>,
+    ) -> impl std::future::Future<Output = Result<Vec<Result<JobState, StoreError>>, StoreError>> + Send {
+        let submitted = self.inner.submit_reports(reports);
+        async move {
+            let batch = submitted?;
+            for ticket in batch.tickets {
+                ticket.await.map_err(|error| self.inner.fail(&error))?;
+            }
+            self.inner.after_durable(batch.actions);
+            Ok(batch.answers)
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use corvee_core::{CoreError, JobFilter, JobId, JobState, Kind, LeaseHolder, Limits, NewJob, QueueName};
 use corvee_journal::sim::{CrashMode, SimDisk};
 use corvee_journal::JournalOptions;
-use corvee_store::{Clock, LocalStore, LocalStoreOptions, ManualClock, Store, StoreError};
+use corvee_store::{Clock, LocalStore, LocalStoreOptions, ManualClock, Report, Store, StoreError};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -36,6 +36,8 @@ enum Op {
     Checkpoint {
         pick: u8,
     },
+    /// Checkpoint and complete every live lease in one `report` batch.
+    ReportAll,
     Cancel {
         pick: u8,
     },
@@ -60,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(|pick| Op::Complete { pick }),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(pick, retryable)| Op::Fail { pick, retryable }),
         1 => any::<u8>().prop_map(|pick| Op::Checkpoint { pick }),
+        1 => Just(Op::ReportAll),
         2 => any::<u8>().prop_map(|pick| Op::Cancel { pick }),
         2 => any::<u16>().prop_map(|millis| Op::Advance { millis }),
         1 => Just(Op::Snapshot),
@@ -312,6 +315,27 @@ async fn run(ops: Vec<Op>, seed: u64) {
                         }
                     }
                     Err(StoreError::Rejected(error)) => panic!("a live lease was refused: {error}"),
+                    Err(error) => tolerate(&world, error),
+                }
+            }
+            Op::ReportAll if !model.leases.is_empty() => {
+                let mut reports = Vec::new();
+                for &(job, attempt) in &model.leases {
+                    let checkpoint = format!("{job}/{attempt}").into_bytes();
+                    reports.push(Report::Checkpoint { job, attempt, checkpoint, progress: None });
+                    let result = Some(job.0.to_le_bytes().to_vec());
+                    reports.push(Report::Complete { job, attempt, result, progress: None });
+                }
+                match store.report(reports).await {
+                    Ok(answers) => {
+                        if let Some(refused) = answers.iter().find_map(|answer| answer.as_ref().err()) {
+                            panic!("a live lease was refused: {refused}");
+                        }
+                        for (job, attempt) in std::mem::take(&mut model.leases) {
+                            model.checkpoints.insert(job, format!("{job}/{attempt}").into_bytes());
+                            model.completed.insert(job, job.0.to_le_bytes().to_vec());
+                        }
+                    }
                     Err(error) => tolerate(&world, error),
                 }
             }

@@ -1,8 +1,9 @@
 //! corvee-test-worker: a protocol worker for the supervisor's tests and
 //! benchmarks. It behaves — runs `noop`, `echo`, `hash`, `sleep`, `steps`,
 //! `fail`, `snooze`, `log` jobs, heartbeats, stops at safe points on
-//! interrupt — and misbehaves on command: a `misbehave` job's payload, or
-//! `--startup=MODE` at start, picks what goes wrong (see `usage`).
+//! interrupt, answers peeks with `--peek` — and misbehaves on command: a
+//! `misbehave` job's payload, or `--startup=MODE` at start, picks what goes
+//! wrong (see `usage`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,18 +16,20 @@ use std::time::Duration;
 
 use corvee_proto::{
     encode_frame, read_payload, sealed_memfd, worker_socket_from_env, Capabilities, Checkpoint, Complete, Fail,
-    FrameDecoder, Goodbye, Heartbeat, Hello, Interrupted, Job, Log, LogLevel, Message, Payload, Peer, Progress,
-    ProgressState, SendBuffer, Snooze, WireMessage, DEFAULT_MAX_FRAME_BYTES, HANDSHAKE_MAX_FRAME_BYTES,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    FrameDecoder, Goodbye, Heartbeat, Hello, Interrupted, Job, Log, LogLevel, Message, Payload, Peek, PeekReply,
+    PeekResult, Peer, Progress, ProgressState, SendBuffer, Snooze, WireMessage, DEFAULT_MAX_FRAME_BYTES,
+    HANDSHAKE_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
 fn usage() -> ! {
     eprintln!(
         "usage: corvee-test-worker [--name=NAME] [--window=N] [--no-interrupt] [--no-fd] [--ignore-sigterm]\n\
          \x20      [--startup=normal|never-hello|drip-hello|exit:CODE] [--once=MARKER_PATH] [--max-frame=BYTES]\n\
+         \x20      [--peek]\n\
          jobs: noop, consume, echo, hash, sleep (payload: ms), steps (payload: count), stubborn, fail (payload: \
-         retryable?), snooze, log, stale, misbehave (payload: garbage|huge-frame|truncate-exit|drip|stop|crash|\
-         exit|double-fork:PIDFILE)"
+         retryable?), snooze, log, stale, release (answers a held peek), misbehave (payload: garbage|huge-frame|\
+         truncate-exit|drip|stop|crash|exit|double-fork:PIDFILE)\n\
+         peeks (with --peek): echo:TEXT, error, hold (answered when a release job runs)"
     );
     std::process::exit(2)
 }
@@ -40,6 +43,7 @@ struct Options {
     startup: String,
     once: Option<String>,
     max_frame_bytes: u32,
+    peek: bool,
 }
 
 fn parse_options() -> Options {
@@ -52,6 +56,7 @@ fn parse_options() -> Options {
         startup: "normal".into(),
         once: None,
         max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        peek: false,
     };
     for argument in std::env::args().skip(1) {
         let (key, value) = argument.split_once('=').unwrap_or((&argument, ""));
@@ -64,6 +69,7 @@ fn parse_options() -> Options {
             "--startup" => options.startup = value.into(),
             "--once" => options.once = Some(value.into()),
             "--max-frame" => options.max_frame_bytes = value.parse().unwrap_or_else(|_| usage()),
+            "--peek" => options.peek = true,
             _ => usage(),
         }
     }
@@ -103,6 +109,8 @@ struct State {
     interrupts: Mutex<HashMap<(u64, u32), Arc<AtomicBool>>>,
     fd_payloads: bool,
     fd_threshold: u64,
+    /// A `hold` peek's request id, answered by the next `release` job.
+    held_peek: Mutex<Option<u64>>,
 }
 
 fn main() {
@@ -138,6 +146,7 @@ fn main() {
             "snooze",
             "log",
             "stale",
+            "release",
             "misbehave",
         ]
         .map(String::from)
@@ -145,7 +154,7 @@ fn main() {
         capabilities: Capabilities {
             fd_payloads: options.fd_payloads,
             checkpoints: true,
-            peek: false,
+            peek: options.peek,
             interrupt: options.interrupt,
         },
         window: options.window,
@@ -210,6 +219,7 @@ fn main() {
         interrupts: Mutex::new(HashMap::new()),
         fd_payloads: welcome.capabilities.fd_payloads,
         fd_threshold: u64::from(welcome.payload_fd_threshold_bytes),
+        held_peek: Mutex::new(None),
     });
     if welcome.heartbeat_interval_ms > 0 {
         let writer = state.writer.clone();
@@ -237,6 +247,7 @@ fn main() {
                             flag.store(true, Ordering::SeqCst);
                         }
                     }
+                    Message::Peek(peek) => replied_inline |= answer_peek(&state, peek),
                     Message::Shutdown(shutdown) => {
                         // Finish what runs (still reading, so interrupts
                         // arrive), then say goodbye.
@@ -303,6 +314,16 @@ fn dispatch(state: &Arc<State>, socket: &OwnedFd, job: Job, fd: Option<OwnedFd>)
             state.writer.lock().unwrap().push(&Snooze { job_id, attempt, delay_ms: 1500 }, Vec::new());
             return true;
         }
+        "release" => {
+            // The held peek's answer goes first, then the job's: the
+            // supervisor reads them in this order.
+            let mut writer = state.writer.lock().unwrap();
+            if let Some(request_id) = state.held_peek.lock().unwrap().take() {
+                writer.push(&PeekReply { request_id, result: PeekResult::Ok(b"released".to_vec()) }, Vec::new());
+            }
+            writer.push(&Complete { job_id, attempt, result: None }, Vec::new());
+            return true;
+        }
         "stale" => {
             let mut writer = state.writer.lock().unwrap();
             writer.push(&Complete { job_id, attempt: attempt + 1, result: None }, Vec::new());
@@ -348,6 +369,23 @@ fn dispatch(state: &Arc<State>, socket: &OwnedFd, job: Job, fd: Option<OwnedFd>)
         }
     });
     false
+}
+
+/// Answers a peek (or holds it); true if a reply was queued.
+fn answer_peek(state: &State, peek: Peek) -> bool {
+    let query = String::from_utf8_lossy(&peek.query).into_owned();
+    let result = if let Some(text) = query.strip_prefix("echo:") {
+        PeekResult::Ok(text.as_bytes().to_vec())
+    } else if query == "error" {
+        PeekResult::Error("asked for an error".into())
+    } else if query == "hold" {
+        *state.held_peek.lock().unwrap() = Some(peek.request_id);
+        return false;
+    } else {
+        PeekResult::Error(format!("unknown query {query:?}"))
+    };
+    state.writer.lock().unwrap().push(&PeekReply { request_id: peek.request_id, result }, Vec::new());
+    true
 }
 
 enum Reply {

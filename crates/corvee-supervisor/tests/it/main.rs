@@ -9,5 +9,6 @@ mod fd_passing;
 mod interrupts;
 mod logs;
 mod misbehaving;
+mod peek;
 mod pipelining;
 mod support;

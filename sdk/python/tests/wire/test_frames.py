@@ -28,7 +28,7 @@ from corvee_worker.wire import (
     encode_frame,
 )
 
-from .support import load_manifest, placeholder_fds, read_vector
+from ..support import load_manifest, placeholder_fds, read_vector
 
 
 FRAMING_ERRORS = {

@@ -29,7 +29,7 @@ from corvee_worker.wire import (
     worker_socket_from_env,
 )
 
-from .support import placeholder_fds
+from ..support import placeholder_fds
 
 
 def pattern(length, seed):

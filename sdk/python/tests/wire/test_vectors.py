@@ -16,7 +16,7 @@ from corvee_worker.wire import (
     parse_header,
 )
 
-from .support import as_json, is_open, load_manifest, placeholder_fds, read_vector
+from ..support import as_json, is_open, load_manifest, placeholder_fds, read_vector
 
 
 class GoldenVectors(unittest.TestCase):

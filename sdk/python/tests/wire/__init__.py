@@ -1,0 +1,1 @@
+"""The wire layer's tests: MessagePack, frames, golden vectors, sockets and fds."""
