@@ -14,6 +14,24 @@ pub enum Example {
     Python,
 }
 
+/// Defines `NAME::rust` and `NAME::python`, each calling `NAME(Example)`.
+macro_rules! for_both_examples {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn rust() {
+                super::$name($crate::e2e::example_worker::Example::Rust);
+            }
+
+            #[test]
+            fn python() {
+                super::$name($crate::e2e::example_worker::Example::Python);
+            }
+        }
+    )*};
+}
+pub(crate) use for_both_examples;
+
 /// The repository's root.
 pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository's root")

@@ -11,3 +11,4 @@ mod enqueue;
 pub mod events;
 pub mod example_worker;
 mod lock;
+mod peace;
