@@ -63,6 +63,10 @@ impl Process {
         Process { pid, exit }
     }
 
+    pub fn signal(&self, signal: Signal) {
+        rustix::process::kill_process(self.pid, signal).expect("signal a child");
+    }
+
     /// Waits for the process to end (failing after [`STEP_TIMEOUT`]).
     pub fn finish(self) -> Finished {
         let (status, stdout, stderr) =

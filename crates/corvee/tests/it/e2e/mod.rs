@@ -12,3 +12,4 @@ pub mod events;
 pub mod example_worker;
 mod lock;
 mod peace;
+mod signals;
