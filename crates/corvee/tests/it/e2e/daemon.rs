@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -212,6 +212,16 @@ impl TestDaemon {
             assert!(Instant::now() < deadline, "corvee serve not ready after {STEP_TIMEOUT:?}:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// `kill -9` of the daemon (not its workers: they are in their own
+    /// process groups, as after a real crash), and waits until it is reaped.
+    pub fn kill_9(&mut self) {
+        let mut daemon = self.daemon.take().expect("the daemon is running");
+        let _ = rustix::process::kill_process(daemon.process.pid, Signal::KILL);
+        let (status, _, _) = daemon.process.exit.recv_timeout(STEP_TIMEOUT).expect("the killed daemon is reaped");
+        assert_eq!(status.signal(), Some(9), "the daemon died of SIGKILL");
+        daemon.status = Some(status);
     }
 
     /// Sends `signal` to the daemon and waits for it to exit.

@@ -6,6 +6,7 @@
 //! synchronise or asserts on time.
 
 mod commands;
+mod crash;
 pub mod daemon;
 mod enqueue;
 pub mod events;
