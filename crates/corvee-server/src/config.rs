@@ -61,6 +61,9 @@ pub struct HttpConfig {
 pub struct QueueSettings {
     /// The store's queue settings.
     pub store: QueueConfig,
+    /// Whether the file says the queue is paused; `None`: keep whatever a
+    /// `pause`/`resume` made it.
+    pub paused: Option<bool>,
     /// The monitor reports jobs waiting longer than this.
     pub too_old: Option<Duration>,
 }
@@ -301,7 +304,6 @@ impl Config {
             let name = queue_name(&format!("queues.{name}"), name)?;
             let mut store = QueueConfig::default();
             let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            store.paused = queue.paused.unwrap_or(false);
             store.concurrency = queue.concurrency;
             store.capacity = queue.capacity;
             if queue.concurrency == Some(0) {
@@ -339,7 +341,7 @@ impl Config {
                 max_completed: queue.max_completed.unwrap_or(retention.max_completed),
             };
             let too_old = duration(&key("too_old"), &queue.too_old)?;
-            config.queues.insert(name, QueueSettings { store, too_old });
+            config.queues.insert(name, QueueSettings { store, paused: queue.paused, too_old });
         }
 
         // Pools.

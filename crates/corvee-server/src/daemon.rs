@@ -16,7 +16,6 @@
 //! to the grace period, kill what is left, then snapshot and close the
 //! store.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,7 +76,7 @@ pub struct Daemon {
     /// The monitor's current findings.
     pub monitor: Monitor,
     /// Process groups started (for a successor to clean up after a crash).
-    pub ledger: ProcessLedger,
+    pub ledger: Arc<ProcessLedger>,
     /// When it started.
     pub started: Instant,
     /// Set once shutdown begins: dispatchers stop leasing.
@@ -92,9 +91,6 @@ pub struct Daemon {
     pub limits: corvee_core::Limits,
     /// Set after a second signal: kill rather than wait.
     pub hurry: AtomicBool,
-    /// Pids of worker processes running now, by pool (for the ledger's
-    /// compaction).
-    pub live_processes: Mutex<HashMap<u32, ()>>,
     /// Released at the end of shutdown (tasks may outlive it briefly).
     lock: Mutex<Option<DaemonLock>>,
 }
@@ -151,14 +147,27 @@ impl Daemon {
             })?;
         tracing::info!(dir = %dir.display(), "store opened: {report}");
         for (queue, settings) in &config.queues {
-            store
-                .configure(queue.clone(), settings.store.clone())
-                .await
-                .with_context(|| format!("cannot apply the settings of queue {queue}"))?;
+            let mut wanted = settings.store.clone();
+            // A pause survives restarts unless the file decides.
+            let current = store.queue_config(queue.clone()).await?;
+            wanted.paused = settings.paused.unwrap_or_else(|| current.as_ref().is_some_and(|config| config.paused));
+            if current.as_ref() != Some(&wanted) {
+                store
+                    .configure(queue.clone(), wanted)
+                    .await
+                    .with_context(|| format!("cannot apply the settings of queue {queue}"))?;
+            }
         }
 
         let logs = LogStore::open(&dir, config.max_log_bytes_per_job).context("cannot open the log directory")?;
+        let ledger = Arc::new(ledger);
         let (sink, supervisor_events) = EventSink::channel(4096);
+        // Every process is in the ledger before it can run for long: a
+        // successor kills what a crashed daemon left.
+        let sink = {
+            let ledger = Arc::clone(&ledger);
+            sink.on_process_started(move |pid| ledger.record(pid))
+        };
         let mut pools = Vec::new();
         for settings in &config.pools {
             let pool = WorkerPool::start(settings.pool.clone(), sink.clone(), Some(logs.clone()))
@@ -187,7 +196,6 @@ impl Daemon {
             stopped: watch::channel(false).0,
             execution_ended: Notify::new(),
             hurry: AtomicBool::new(false),
-            live_processes: Mutex::new(HashMap::new()),
             lock: Mutex::new(Some(lock)),
         });
 

@@ -67,8 +67,20 @@ impl DaemonLock {
 #[derive(Debug)]
 pub struct ProcessLedger {
     path: PathBuf,
-    file: Mutex<File>,
+    book: Mutex<Book>,
 }
+
+#[derive(Debug)]
+struct Book {
+    file: File,
+    /// What the file lists: (pgid, start time).
+    entries: Vec<(u32, u64)>,
+    /// Compact when this many entries are listed.
+    compact_at: usize,
+}
+
+/// The fewest entries worth compacting.
+const MIN_COMPACT_AT: usize = 64;
 
 /// A process group left by an earlier daemon and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,28 +134,56 @@ impl ProcessLedger {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok((ProcessLedger { path, file: Mutex::new(file) }, leftovers))
+        let book = Book { file, entries: Vec::new(), compact_at: MIN_COMPACT_AT };
+        Ok((ProcessLedger { path, book: Mutex::new(book) }, leftovers))
     }
 
-    /// Records a process group this daemon started (its leader's pid).
+    /// Records a process group this daemon started (its leader's pid), at
+    /// once: call it right after the spawn. Now and then the ledger is
+    /// rewritten with only the groups still running, so it stays as long as
+    /// the number of live processes (amortised: each entry is checked a
+    /// constant number of times).
     pub fn record(&self, pgid: u32) {
-        let Some(started) = start_time(pgid) else { return }; // already gone
+        // Our child cannot vanish from /proc before we reap it.
+        let Some(started) = start_time(pgid) else { return };
         let line = format!("{pgid} {started}\n");
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut book = self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // One write: whole lines reach the file even if we are killed next.
-        let _ = file.write_all(line.as_bytes());
+        let _ = book.file.write_all(line.as_bytes());
+        book.entries.push((pgid, started));
+        if book.entries.len() >= book.compact_at {
+            self.compact(&mut book);
+        }
     }
 
-    /// Starts the ledger afresh with only the groups still alive (it grows
-    /// with every process started otherwise).
-    pub fn compact(&self, alive: &[u32]) {
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let lines: String =
-            alive.iter().filter_map(|&pgid| start_time(pgid).map(|started| format!("{pgid} {started}\n"))).collect();
+    /// How many process groups the ledger lists.
+    pub fn len(&self) -> usize {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entries.len()
+    }
+
+    /// Whether the ledger lists nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rewrites the ledger with the groups still running (a new file renamed
+    /// over the old: a daemon killed meanwhile leaves one or the other,
+    /// whole).
+    fn compact(&self, book: &mut Book) {
+        book.entries.retain(|&(pgid, started)| start_time(pgid) == Some(started));
+        book.compact_at = (book.entries.len() * 2).max(MIN_COMPACT_AT);
+        let lines: String = book.entries.iter().map(|(pgid, started)| format!("{pgid} {started}\n")).collect();
         let temporary = self.path.with_extension("tmp");
-        if fs::write(&temporary, lines).is_ok() && fs::rename(&temporary, &self.path).is_ok() {
+        let written = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut file| file.write_all(lines.as_bytes()));
+        if written.is_ok() && fs::rename(&temporary, &self.path).is_ok() {
             if let Ok(reopened) = OpenOptions::new().append(true).open(&self.path) {
-                *file = reopened;
+                book.file = reopened;
             }
         }
     }
@@ -180,6 +220,32 @@ mod tests {
         let error = DaemonLock::take(dir.path()).unwrap_err().to_string();
         assert!(error.contains("another corvee daemon is already running"), "{error}");
         assert!(error.contains(&format!("pid {}", std::process::id())), "{error}");
+    }
+
+    #[test]
+    fn the_ledger_keeps_only_running_groups_once_it_grows() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = ProcessLedger::open(dir.path()).unwrap();
+        let mut alive = std::process::Command::new("sleep").arg("600").process_group(0).spawn().unwrap();
+        ledger.record(alive.id());
+        for _ in 0..MIN_COMPACT_AT * 3 {
+            let mut done = std::process::Command::new("true").process_group(0).spawn().unwrap();
+            let pgid = done.id();
+            ledger.record(pgid);
+            done.wait().unwrap();
+        }
+        // Compacted along the way: far fewer than the ~200 recorded, and the
+        // running one is still listed, in memory and in the file.
+        assert!(ledger.len() < MIN_COMPACT_AT, "{} entries", ledger.len());
+        let text = fs::read_to_string(dir.path().join("run/processes")).unwrap();
+        assert_eq!(text.lines().count(), ledger.len());
+        assert!(text.lines().any(|line| line.starts_with(&format!("{} ", alive.id()))), "{text}");
+        drop(ledger);
+        let (_, leftovers) = ProcessLedger::open(dir.path()).unwrap();
+        assert!(leftovers.contains(&Leftover { pgid: alive.id(), killed: true }), "{leftovers:?}");
+        let status = alive.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
     }
 
     #[test]

@@ -120,12 +120,11 @@ fn handle(daemon: &Daemon, event: Event, batch: &mut Batch) {
             batch.push(job, report, after);
         }
         Event::Log(_) => {} // the log store has it already
+        Event::CommandStarted { job, pid } => tracing::debug!(%job, pid, "command job started"),
         Event::Escalation { target, step, reason } => {
             tracing::info!(?target, ?step, %reason, "stopping an attempt");
         }
         Event::WorkerStarted { pool, worker, pid } => {
-            daemon.ledger.record(pid);
-            daemon.live_processes.lock().unwrap_or_else(|p| p.into_inner()).insert(pid, ());
             let detail = format!("pid {pid}");
             worker_event(daemon, &pool, Some(worker.0), "started", detail);
         }
@@ -134,8 +133,7 @@ fn handle(daemon: &Daemon, event: Event, batch: &mut Batch) {
             let detail = format!("{worker_name:?} ready, window {window}");
             worker_event(daemon, &pool, Some(worker.0), "ready", detail);
         }
-        Event::WorkerExited { pool, worker, pid, exit, reason, .. } => {
-            daemon.live_processes.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+        Event::WorkerExited { pool, worker, exit, reason, .. } => {
             worker_event(daemon, &pool, Some(worker.0), "exited", format!("{exit}: {reason}"));
         }
         Event::WorkerSpawnFailed { pool, error } => worker_event(daemon, &pool, None, "spawn_failed", error),

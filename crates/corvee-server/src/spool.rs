@@ -164,13 +164,14 @@ async fn ingest(daemon: &Daemon, dirs: &SpoolDirs, name: &str) -> Ingested {
     let path = dirs.new.join(name);
     let refuse = |reason: String| {
         tracing::warn!(file = %path.display(), "spool file refused: {reason}");
-        daemon.hub.publish(ApiEvent::Spool { file: name.to_string(), outcome: "refused", jobs: Vec::new() });
         let failed = dirs.failed.join(name);
         let _ = std::fs::write(dirs.failed.join(format!("{name}.error")), format!("{reason}\n"));
         if std::fs::rename(&path, &failed).is_ok() {
             sync_dir(&dirs.new);
             sync_dir(&dirs.failed);
         }
+        // Announced once done: whoever hears of it finds the file set aside.
+        daemon.hub.publish(ApiEvent::Spool { file: name.to_string(), outcome: "refused", jobs: Vec::new() });
         Ingested::Refused
     };
     let bytes = match std::fs::metadata(&path) {

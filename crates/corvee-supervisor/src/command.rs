@@ -230,6 +230,9 @@ async fn execute(
         cwd: job.spec.cwd.as_deref(),
         worker_socket: None,
     })?;
+    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
+    shared.events.process_started(pid);
+    shared.events.offer(Event::CommandStarted { job: key, pid });
     let program = job.spec.argv[0].clone();
     let plumbing = |what: &'static str| {
         let program = program.clone();

@@ -237,6 +237,13 @@ pub enum Event {
         /// Why (`cancelled`, `deadline`, `shutdown`, `interrupt grace expired`, ...).
         reason: String,
     },
+    /// A command job's process was started.
+    CommandStarted {
+        /// The attempt.
+        job: JobKey,
+        /// Its pid (also its process group id).
+        pid: u32,
+    },
     /// A worker process was started.
     WorkerStarted {
         /// The pool.
@@ -320,17 +327,49 @@ pub enum Event {
     },
 }
 
+/// Called with a process's pid (its process group id) the moment it was
+/// spawned: see [`EventSink::on_process_started`].
+pub type ProcessStartedHook = Arc<dyn Fn(u32) + Send + Sync>;
+
 /// The sending side of the event channel, shared by the supervisor's tasks.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EventSink {
     sender: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
+    process_started: Option<ProcessStartedHook>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("dropped", &self.dropped_events())
+            .field("process_started", &self.process_started.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventSink {
     /// Wraps the sender of a bounded channel the caller reads.
     pub fn new(sender: mpsc::Sender<Event>) -> EventSink {
-        EventSink { sender, dropped: Arc::new(AtomicU64::new(0)) }
+        EventSink { sender, dropped: Arc::new(AtomicU64::new(0)), process_started: None }
+    }
+
+    /// Calls `hook` synchronously, right after each spawn of a worker or a
+    /// command job's process and before anything else is done with it —
+    /// unlike the events, which wait their turn in the channel. For an
+    /// owner that must note every process it may have to kill after its own
+    /// crash (a ledger written before the process can run for long). The
+    /// hook must be quick and must not block.
+    pub fn on_process_started(mut self, hook: impl Fn(u32) + Send + Sync + 'static) -> EventSink {
+        self.process_started = Some(Arc::new(hook));
+        self
+    }
+
+    /// Tells the hook a process was spawned.
+    pub(crate) fn process_started(&self, pid: u32) {
+        if let Some(hook) = &self.process_started {
+            hook(pid);
+        }
     }
 
     /// A bounded channel and its sink.

@@ -73,7 +73,10 @@ pub use config::{
     DEFAULT_PAYLOAD_FD_THRESHOLD_BYTES, MAX_WINDOW,
 };
 pub use error::{CommandError, ConfigError, InterruptError, LogStoreError, PeekError, SpawnError, SubmitError};
-pub use event::{signal_name, EscalationStep, Event, EventSink, LogLine, LogStream, Outcome, ProcessExit, ProcessRef};
+pub use event::{
+    signal_name, EscalationStep, Event, EventSink, LogLine, LogStream, Outcome, ProcessExit, ProcessRef,
+    ProcessStartedHook,
+};
 pub use job::{JobKey, JobResult, JobToRun, Payload, ProgressState, WorkerId};
 pub use log_store::{
     JobLogState, LogChunk, LogFollower, LogStore, DEFAULT_MAX_LOG_BYTES_PER_JOB, LOG_TRUNCATED_MARKER,

@@ -101,11 +101,12 @@ pub(crate) async fn run_worker(
         cwd: config.cwd.as_deref(),
         worker_socket: Some(worker_end),
     })?;
+    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
+    shared.events.process_started(pid);
     let socket = crate::spawn::register_fd(supervisor_end, Interest::READABLE | Interest::WRITABLE)
         .map_err(plumbing("protocol socket"))?;
     let stdout = LineReader::new(spawned.stdout, config.max_line_bytes).map_err(plumbing("stdout pipe"))?;
     let stderr = LineReader::new(spawned.stderr, config.max_line_bytes).map_err(plumbing("stderr pipe"))?;
-    let pid = spawned.process.pid().as_raw_nonzero().get() as u32;
     shared.events.send(Event::WorkerStarted { pool: shared.name.clone(), worker, pid }).await;
     let now = Instant::now();
     let mut session = Session {

@@ -79,13 +79,9 @@ async fn spool_files_are_ingested_once_and_bad_ones_set_aside() {
     let data = dir.path().join("data");
     let dirs = corvee_server::spool::SpoolDirs::of(&data);
     dirs.create().unwrap();
-    std::fs::write(dirs.new.join("0001.json"), r#"{"queue": "inbox", "kind": "mail", "payload": "hello"}"#).unwrap();
     std::fs::write(dirs.new.join("0002.json"), r#"{"jobs": [{"kind": "a"}, {"kind": "b"}]}"#).unwrap();
     std::fs::write(dirs.new.join("0003.json"), r#"{"kind": "#).unwrap();
     std::fs::write(dir.path().join("corvee.toml"), "[http]\nlisten = \"none\"\n").unwrap();
-    // Subscribe before the watcher starts: start the daemon, then watch the
-    // hub; files present at start are handled by the watcher's first scan,
-    // which runs after `start` returns, so its events are seen.
     let running = corvee_server::start(corvee_server::ServeOptions {
         dir: data.clone(),
         config: Some(dir.path().join("corvee.toml")),
@@ -95,42 +91,56 @@ async fn spool_files_are_ingested_once_and_bad_ones_set_aside() {
     let mut events = running.daemon.hub.subscribe();
     let daemon = TestDaemon { dir, running: Some(running) };
     let socket = daemon.socket();
-    // Initial files may be handled before we subscribed: check the state,
-    // and use events only as wake-ups.
+    // The files present at start may be handled before we subscribed:
+    // check the state, and use events only as wake-ups (each is published
+    // once its file was dealt with).
     let failed_file = dirs.failed.join("0003.json");
     loop {
         let count = request(&socket, "GET", "/v1/jobs", None).await.json()["jobs"].as_array().unwrap().len();
-        if count == 3 && failed_file.exists() {
+        if count == 2 && failed_file.exists() && !dirs.new.join("0002.json").exists() {
             break;
         }
         next_spool_event(&mut events).await;
     }
-    let jobs = request(&socket, "GET", "/v1/jobs", None).await.json();
-    let kinds: Vec<&str> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["mail", "a", "b"]);
-    assert_eq!(jobs["jobs"][0]["unique_key"], "spool:0001.json");
-    assert!(!dirs.new.join("0001.json").exists() && !dirs.new.join("0002.json").exists());
     // The bad file was set aside with the reason.
-    assert!(dirs.failed.join("0003.json").exists());
     let reason = std::fs::read_to_string(dirs.failed.join("0003.json.error")).unwrap();
     assert!(reason.contains("not JSON"), "{reason}");
+
+    // A file dropped while the daemon runs (the Maildir way) is noticed.
+    let drop_file = |name: &str| {
+        let temporary = dirs.tmp.join(name);
+        std::fs::write(&temporary, r#"{"queue": "inbox", "kind": "mail", "payload": "hello"}"#).unwrap();
+        std::fs::rename(&temporary, dirs.new.join(name)).unwrap();
+    };
+    drop_file("0001.json");
+    assert_eq!(spool_outcome(&mut events, "0001.json").await, "ingested");
+    let jobs = request(&socket, "GET", "/v1/jobs", None).await.json();
+    let kinds: Vec<&str> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["a", "b", "mail"]);
+    assert_eq!(jobs["jobs"][2]["unique_key"], "spool:0001.json");
+    assert!(!dirs.new.join("0001.json").exists());
+
     // The same file again (as after a crash between journaling its job and
     // deleting it): nothing new is enqueued.
-    let temporary = dirs.tmp.join("0001.json");
-    std::fs::write(&temporary, r#"{"queue": "inbox", "kind": "mail", "payload": "hello"}"#).unwrap();
-    std::fs::rename(&temporary, dirs.new.join("0001.json")).unwrap();
-    let outcome = loop {
-        // Skip events left over from the first files.
-        let (file, outcome) = next_spool_event(&mut events).await;
-        if file == "0001.json" {
-            break outcome;
-        }
-    };
-    assert_eq!(outcome, "duplicate");
+    drop_file("0001.json");
+    assert_eq!(spool_outcome(&mut events, "0001.json").await, "duplicate");
     assert!(!dirs.new.join("0001.json").exists());
     let jobs = request(&socket, "GET", "/v1/jobs", None).await.json();
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 3, "a spool file was enqueued twice: {jobs}");
     daemon.stop().await;
+}
+
+/// The outcome of the next spool event about `name`.
+async fn spool_outcome(
+    events: &mut tokio::sync::broadcast::Receiver<corvee_server::hub::ApiEvent>,
+    name: &str,
+) -> &'static str {
+    loop {
+        let (file, outcome) = next_spool_event(events).await;
+        if file == name {
+            return outcome;
+        }
+    }
 }
 
 /// The next spool event (within 30 s).
@@ -146,4 +156,29 @@ async fn next_spool_event(
             return (file, outcome);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_restart_unless_the_configuration_decides() {
+    let daemon = TestDaemon::start("[queues.mail]\nconcurrency = 2\n[queues.news]\npaused = false\n").await;
+    let socket = daemon.socket();
+    for queue in ["mail", "news"] {
+        assert_eq!(post_json(&socket, &format!("/v1/queues/{queue}/pause"), json!({})).await.status, 200);
+    }
+    let dir = daemon.dir;
+    daemon.running.unwrap().shutdown().await.unwrap();
+    let restarted = corvee_server::start(corvee_server::ServeOptions {
+        dir: dir.path().join("data"),
+        config: Some(dir.path().join("corvee.toml")),
+    })
+    .await
+    .unwrap();
+    let daemon = TestDaemon { dir, running: Some(restarted) };
+    let queues = request(&daemon.socket(), "GET", "/v1/queues", None).await.json();
+    let paused = |name: &str| {
+        queues["queues"].as_array().unwrap().iter().find(|queue| queue["queue"] == name).unwrap()["paused"].clone()
+    };
+    assert_eq!(paused("mail"), true, "the file says nothing of pausing mail: {queues}");
+    assert_eq!(paused("news"), false, "the file says news runs: {queues}");
+    daemon.stop().await;
 }

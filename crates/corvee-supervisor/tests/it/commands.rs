@@ -200,3 +200,30 @@ async fn the_last_output_of_a_short_command_is_never_lost() {
     assert!(lost.is_empty(), "the output of {} of 200 commands was lost: {lost:?}", lost.len());
     assert_no_children();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_hears_of_each_command_process_the_moment_it_is_spawned() {
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (sink, receiver) = EventSink::channel(1024);
+    let sink = {
+        let started = started.clone();
+        sink.on_process_started(move |pid| started.lock().unwrap().push(pid))
+    };
+    let runner = CommandRunner::new(CommandRunnerConfig::default(), sink, None);
+    let mut events = Events::new(receiver);
+    // `$$` is the shell's pid: the process the supervisor spawned.
+    runner.run(command(1, &["sh", "-c", "echo $$"])).unwrap();
+    assert!(matches!(events.outcome(key(1)).await, Outcome::Completed { .. }), "{:#?}", events.seen);
+    let printed: u32 = output_of(&events, 1)[0].parse().unwrap();
+    assert_eq!(*started.lock().unwrap(), [printed], "the hook got the command's pid");
+    let announced: Vec<(JobKey, u32)> = events
+        .seen
+        .iter()
+        .filter_map(|event| match event {
+            Event::CommandStarted { job, pid } => Some((*job, *pid)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, [(key(1), printed)]);
+    assert_no_children();
+}

@@ -36,3 +36,27 @@ async fn a_worker_dying_at_every_start_backs_off_exponentially_and_is_reported_a
     events.drain_while(pool.stop(Duration::from_secs(5))).await;
     assert_no_children();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_hears_of_every_worker_process_the_moment_it_is_spawned() {
+    let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (sink, receiver) = corvee_supervisor::EventSink::channel(1024);
+    let sink = {
+        let hooked = hooked.clone();
+        sink.on_process_started(move |pid| hooked.lock().unwrap().push(pid))
+    };
+    let pool = corvee_supervisor::WorkerPool::start(test_pool("hooked", &["--startup=exit:1"]), sink, None).unwrap();
+    let mut events = crate::support::Events::new(receiver);
+    let mut started = Vec::new();
+    while started.len() < 3 {
+        let index = events.wait_for("a start", |event| matches!(event, Event::WorkerStarted { .. })).await;
+        if let Event::WorkerStarted { pid, .. } = &events.seen[index] {
+            started.push(*pid);
+        }
+    }
+    events.drain_while(pool.stop(Duration::from_secs(5))).await;
+    // Every restart was heard of, before its event, with the same pid.
+    let hooked = hooked.lock().unwrap().clone();
+    assert_eq!(&hooked[..3], &started[..], "{hooked:?} vs {started:?}");
+    assert_no_children();
+}
