@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use corvee::client::{Client, JobRequest, JobState, ListFilter};
+use corvee::client::{Client, CommandRequest, JobRequest, JobState, ListFilter};
 
 use super::daemon::{is_alive, poll_until, TestDaemon, STEP_TIMEOUT};
 use super::example_worker::{pool, Example};
@@ -224,4 +224,32 @@ fn kill_9_at_random_moments_under_load_loses_no_acknowledged_job() {
     let status = daemon.stop_with(rustix::process::Signal::TERM);
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
     poll_until("every worker to be gone", || workers_of_earlier_daemons(&dir, u64::MAX).is_empty());
+}
+
+#[test]
+fn a_command_left_running_by_a_killed_daemon_is_killed_before_its_job_runs_again() {
+    // The lost attempt is retried after a short backoff.
+    let mut daemon = TestDaemon::start("[queues.commands]\nretry_base = \"10ms\"\n");
+    let scratch = tempfile::tempdir().expect("a directory for the command job");
+    // The first attempt records its pid (its process group's) and sleeps;
+    // the second ends at once.
+    let script = "if [ -e pid ]; then exit 0; fi; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 60";
+    let mut command = CommandRequest::new(vec!["sh".into(), "-c".into(), script.into()]);
+    command.cwd = Some(scratch.path().to_path_buf());
+    command.max_attempts = Some(2);
+    let id = daemon.client.enqueue_command(&command).unwrap().id;
+    let pid_file = scratch.path().join("pid");
+    poll_until("the command to start", || pid_file.exists());
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().expect("a pid");
+
+    daemon.kill_9();
+    assert!(is_alive(pid), "a command job has no socket to notice its daemon died: it outlives it");
+    daemon.launch();
+    // The new daemon kills leftovers before it serves or leases anything.
+    assert!(!is_alive(pid), "the first attempt's process {pid} still runs after the restart");
+
+    let job = daemon.wait_finished(id);
+    assert_eq!((job.state, job.attempt), (JobState::Completed, 2), "{job:#?}");
+    assert_eq!(job.errors.len(), 1, "{job:#?}");
+    assert!(job.errors[0].error.starts_with("lost"), "{job:#?}");
 }
