@@ -76,6 +76,26 @@ pub struct CommandRequest {
     tags: Vec<String>,
 }
 
+/// A batch: `{"jobs": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobBatch {
+    jobs: Vec<JobRequest>,
+}
+
+/// Deserializes a JSON body known to be well-formed; a mismatch is
+/// `invalid_json` saying which field, e.g. `not a job request: kind:
+/// invalid type: integer `7`, expected a string at line 1 column 10`.
+fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let place = if path == "." { String::new() } else { format!("{path}: ") };
+        let message = format!("{what}: {place}{}", error.into_inner());
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", message)
+    })
+}
+
 /// The most jobs in one request.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -85,14 +105,13 @@ pub fn parse_job_requests(body: &[u8]) -> Result<Vec<JobRequest>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {error}"))
     })?;
-    let invalid = |error: serde_json::Error| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("not a job request: {error}"))
-    };
+    // Read again from the bytes, not from the value: the error then names
+    // the field (`jobs[3].kind`) and the line and column.
     let requests: Vec<JobRequest> = match value.get("jobs") {
         Some(_) if value.as_object().is_some_and(|object| object.len() == 1) => {
-            serde_json::from_value(value["jobs"].clone()).map_err(invalid)?
+            from_body::<JobBatch>(body, "not a batch of job requests")?.jobs
         }
-        _ => vec![serde_json::from_value(value).map_err(invalid)?],
+        _ => vec![from_body(body, "not a job request")?],
     };
     if requests.is_empty() {
         return Err(ApiError::invalid("\"jobs\" is empty"));
@@ -233,4 +252,34 @@ pub fn job(view: &JobView) -> Value {
         "result_bytes": view.result.as_ref().map(Vec::len),
         "errors": errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_message(body: &str) -> (String, String) {
+        let error = parse_job_requests(body.as_bytes()).expect_err("an invalid request");
+        (error.code().to_string(), error.message().to_string())
+    }
+
+    #[test]
+    fn a_request_of_the_wrong_shape_is_refused_naming_the_field() {
+        for (body, expected) in [
+            (r#"{"kind": 7}"#, "not a job request: kind: invalid type: integer `7`, expected a string at line 1"),
+            (r#"{"kind": "k", "tags": ["a", 2]}"#, "not a job request: tags[1]: invalid type: integer `2`"),
+            (
+                r#"{"jobs": [{"kind": "k"}, {"kind": "k", "priority": "high"}]}"#,
+                "not a batch of job requests: jobs[1].priority: invalid type: string \"high\"",
+            ),
+            (r#"{"kind": "k", "colour": "blue"}"#, "not a job request: colour: unknown field `colour`"),
+            (r#"{"queue": "q"}"#, "not a job request: missing field `kind`"),
+        ] {
+            let (code, message) = error_message(body);
+            assert_eq!(code, "invalid_json", "{body}");
+            assert!(message.starts_with(expected), "{body}: {message}");
+        }
+        assert_eq!(error_message("{\"kind\": ").0, "invalid_json");
+        assert_eq!(parse_job_requests(br#"{"jobs": [{"kind": "a"}, {"kind": "b"}]}"#).unwrap().len(), 2);
+    }
 }
