@@ -43,6 +43,21 @@ pub struct Config {
     pub max_log_bytes_per_job: u64,
     /// How long a graceful shutdown waits for running jobs to stop.
     pub shutdown_grace: Duration,
+    /// The monitor's thresholds.
+    pub monitor: MonitorConfig,
+}
+
+/// The monitor's thresholds (each queue's `too_old` is with the queue).
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// How often findings are recomputed.
+    pub interval: Duration,
+    /// An attempt this long past its lease deadline (its kill has not
+    /// finished) is stuck.
+    pub stuck_after: Duration,
+    /// A spool file in `incoming/tmp/` older than this was abandoned by its
+    /// writer.
+    pub orphaned_spool_age: Duration,
 }
 
 /// The TCP listener and its access control.
@@ -107,6 +122,11 @@ impl Default for Config {
             },
             max_log_bytes_per_job: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            monitor: MonitorConfig {
+                interval: Duration::from_secs(2),
+                stuck_after: Duration::from_secs(30),
+                orphaned_spool_age: Duration::from_secs(3600),
+            },
         }
     }
 }
@@ -128,6 +148,16 @@ struct File {
     queues: BTreeMap<String, QueueFile>,
     #[serde(default)]
     pools: BTreeMap<String, PoolFile>,
+    #[serde(default)]
+    monitor: MonitorFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MonitorFile {
+    interval: Option<String>,
+    stuck_after: Option<String>,
+    orphaned_spool_age: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,6 +267,18 @@ impl Config {
         }
         if let Some(grace) = duration("shutdown_grace", &file.shutdown_grace)? {
             config.shutdown_grace = grace;
+        }
+        if let Some(interval) = duration("monitor.interval", &file.monitor.interval)? {
+            if interval.is_zero() {
+                return Err(error("key monitor.interval: must be more than 0".into()));
+            }
+            config.monitor.interval = interval;
+        }
+        if let Some(after) = duration("monitor.stuck_after", &file.monitor.stuck_after)? {
+            config.monitor.stuck_after = after;
+        }
+        if let Some(age) = duration("monitor.orphaned_spool_age", &file.monitor.orphaned_spool_age)? {
+            config.monitor.orphaned_spool_age = age;
         }
 
         // HTTP: loopback unless a token protects it.

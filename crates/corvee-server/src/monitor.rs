@@ -17,13 +17,6 @@ use serde_json::{json, Value};
 use crate::daemon::Daemon;
 use crate::hub::ApiEvent;
 
-/// How often findings are recomputed.
-pub const INTERVAL: Duration = Duration::from_secs(2);
-/// A spool file in `tmp/` older than this was abandoned by its writer.
-pub const ORPHANED_SPOOL_AGE: Duration = Duration::from_secs(3600);
-/// An attempt this long past its lease deadline is stuck.
-pub const STUCK_AFTER: Duration = Duration::from_secs(30);
-
 /// One finding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
@@ -120,12 +113,12 @@ impl Monitor {
     }
 }
 
-/// Recomputes the findings every [`INTERVAL`] and publishes new ones.
+/// Recomputes the findings every `monitor.interval` and publishes new ones.
 pub async fn run(daemon: Arc<Daemon>) {
     let mut stopping = daemon.stopping.subscribe();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = tokio::time::sleep(daemon.config.monitor.interval) => {}
             _ = stopping.wait_for(|stopping| *stopping) => return,
         }
         let computed = compute(&daemon).await;
@@ -188,7 +181,7 @@ pub async fn compute(daemon: &Daemon) -> Vec<Finding> {
         for job in jobs {
             let Some(deadline) = job.lease_deadline else { continue };
             let overdue = Duration::from_millis(now.millis_since(deadline));
-            if now > deadline && overdue >= STUCK_AFTER {
+            if now > deadline && overdue >= daemon.config.monitor.stuck_after {
                 let execution = format!("{}.{}", job.id, job.attempt);
                 let message = format!(
                     "execution {execution} of job {} has run {} past its lease deadline without heartbeats; \
@@ -220,7 +213,7 @@ pub async fn compute(daemon: &Daemon) -> Vec<Finding> {
                 .and_then(|m| m.modified().ok())
                 .and_then(|m| SystemTime::now().duration_since(m).ok());
             let message = match kind {
-                "orphaned_spool_file" if age.is_some_and(|age| age >= ORPHANED_SPOOL_AGE) => format!(
+                "orphaned_spool_file" if age.is_some_and(|age| age >= daemon.config.monitor.orphaned_spool_age) => format!(
                     "spool file {} was never moved into new/ ({} old): its writer died mid-write; delete it or move it into new/",
                     path.display(),
                     human(age.unwrap_or_default())

@@ -48,7 +48,8 @@ pub enum SubmitError {
         /// The job, handed back.
         job: Box<JobToRun>,
     },
-    /// The pool is configured for other kinds.
+    /// The pool is configured for other kinds, or none of its ready
+    /// workers announced this one.
     #[error("pool {pool:?} does not run jobs of kind {:?} (job {}); route it to a pool that does", .job.kind, .job.job_id)]
     UnknownKind {
         /// The pool.

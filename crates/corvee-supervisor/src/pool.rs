@@ -242,14 +242,25 @@ impl WorkerPool {
                 return Err(SubmitError::AlreadyRunning { pool: pool(), running_attempt, job: Box::new(job) });
             }
             let mut best: Option<(usize, u32)> = None;
+            let (mut any_ready, mut kind_run) = (false, false);
             for (index, slot) in state.slots.iter().enumerate() {
                 let Some(ready) = &slot.ready else { continue };
+                any_ready = true;
+                if !ready.kinds.contains(&job.kind) {
+                    continue;
+                }
+                kind_run = true;
                 let free = ready.window.saturating_sub(slot.assigned);
-                if free > 0 && ready.kinds.contains(&job.kind) && best.is_none_or(|(_, most)| free > most) {
+                if free > 0 && best.is_none_or(|(_, most)| free > most) {
                     best = Some((index, free));
                 }
             }
             let Some((slot, _)) = best else {
+                // A pool's processes are alike: if none of those ready runs
+                // the kind, waiting for room would wait forever.
+                if any_ready && !kind_run {
+                    return Err(SubmitError::UnknownKind { pool: pool(), job: Box::new(job) });
+                }
                 return Err(SubmitError::NoCapacity { pool: pool(), job: Box::new(job) });
             };
             let deadline = job

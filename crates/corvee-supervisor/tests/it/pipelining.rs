@@ -114,3 +114,19 @@ async fn a_graceful_stop_lets_running_jobs_finish() {
     }
     assert_no_children();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_no_ready_worker_runs_is_refused_not_left_waiting_for_room() {
+    let (pool, mut events) = start_pool(test_pool("kinds", &[]));
+    // Before any worker is ready, nobody can say: no room yet.
+    let early = pool.submit(job(1, "no-such-kind", b""));
+    assert!(matches!(early, Err(SubmitError::NoCapacity { .. })), "{early:?}");
+    events.ready().await;
+    // Room aplenty, but no worker announced the kind: waiting would be forever.
+    assert!(pool.free_capacity() > 0);
+    let refused = pool.submit(job(2, "no-such-kind", b""));
+    assert!(matches!(refused, Err(SubmitError::UnknownKind { .. })), "{refused:?}");
+    assert_eq!(pool.running(), 0);
+    events.drain_while(pool.stop(Duration::from_secs(10))).await;
+    assert_no_children();
+}
