@@ -13,5 +13,6 @@ mod enqueue;
 pub mod events;
 pub mod example_worker;
 mod lock;
+mod monitor;
 mod peace;
 mod signals;
