@@ -38,7 +38,7 @@ fn check_error(
 #[test]
 fn bad_input_gets_its_stable_error_code_and_nothing_is_lost() {
     let config = format!(
-        "{}[http]\nlisten = \"none\"\nmax_body_bytes = {MAX_BODY_BYTES}\n",
+        "{}[http]\nlisten = \"none\"\nmax_body_bytes = {MAX_BODY_BYTES}\n[monitor]\ninterval = \"100ms\"\n",
         pool(Example::Rust, "work", &["default"], 1, &[])
     );
     let daemon = TestDaemon::start(&config);

@@ -5,8 +5,9 @@
 //! step 2 only, resuming from that checkpoint.
 //!
 //! The payload is fixed for both attempts and the example worker sleeps
-//! each step's full length, so step 2 is long enough for the cancel to land
-//! inside it on a loaded machine (3 s), and the retry pays for it once.
+//! each step's full length, so step 2 lasts long enough for the cancel to
+//! land inside it on a loaded machine (2 s, where the cancel takes
+//! milliseconds), and the retry pays for it once.
 
 use corvee::client::{Event, JobRequest, JobState};
 
@@ -14,7 +15,7 @@ use super::daemon::TestDaemon;
 use super::events::Events;
 use super::example_worker::{for_both_examples, pool, Example};
 
-const PAYLOAD: &str = r#"{"step_ms": [50, 3000]}"#;
+const PAYLOAD: &str = r#"{"step_ms": [50, 2000]}"#;
 
 for_both_examples!(a_job_cancelled_in_step_2_keeps_step_1_and_its_retry_resumes_from_there);
 
@@ -42,7 +43,7 @@ fn a_job_cancelled_in_step_2_keeps_step_1_and_its_retry_resumes_from_there(examp
     assert_eq!(
         job.state,
         JobState::Cancelled,
-        "the cancel must land while step 2 (3 s) runs; did the job finish first? {job:#?}"
+        "the cancel must land while step 2 (2 s) runs; did the job finish first? {job:#?}"
     );
     let progress = job.progress.clone().expect("the progress of what finished");
     assert_eq!((progress.done, progress.total), (1, Some(2)), "{job:#?}");

@@ -78,9 +78,11 @@ fn sigterm_stops_the_daemon_gracefully_and_interrupted_jobs_finish_after_a_resta
         echoes.insert(id, payload);
     }
 
-    // Running at the shutdown: a worker job in its step 2, and a command
-    // that would run a minute the first time and ends at once the second.
-    let steps = JobRequest::new("steps").on_queue("work").with_text_payload(r#"{"step_ms": [50, 3000]}"#);
+    // Running at the shutdown: a worker job in its step 2 (2 s long, ample
+    // for the shutdown to land in it; the next attempt runs it again), and
+    // a command that would run a minute the first time and ends at once the
+    // second.
+    let steps = JobRequest::new("steps").on_queue("work").with_text_payload(r#"{"step_ms": [50, 2000]}"#);
     let steps = daemon.client.enqueue(&steps).unwrap().id;
     let script = "if [ -e started ]; then echo second; exit 0; fi; echo first; : > started; exec sleep 60";
     let mut command = CommandRequest::new(vec!["sh".into(), "-c".into(), script.into()]);
