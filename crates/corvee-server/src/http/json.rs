@@ -76,13 +76,6 @@ pub struct CommandRequest {
     tags: Vec<String>,
 }
 
-/// A batch: `{"jobs": [...]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobBatch {
-    jobs: Vec<JobRequest>,
-}
-
 /// Deserializes a JSON body known to be well-formed; a mismatch is
 /// `invalid_json` saying which field, e.g. `not a job request: kind:
 /// invalid type: integer `7`, expected a string at line 1 column 10`.
@@ -99,19 +92,39 @@ fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, Ap
 /// The most jobs in one request.
 pub const MAX_BATCH: usize = 10_000;
 
+/// A batch body: `{"jobs": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    jobs: Vec<JobRequest>,
+}
+
 /// Parses a `POST /v1/jobs` body (or a spool file): one request, or
-/// `{"jobs": [...]}`.
+/// `{"jobs": [...]}`. Straight from the bytes (a batch is the fast path);
+/// only a body that is neither is parsed again, to say what is wrong.
 pub fn parse_job_requests(body: &[u8]) -> Result<Vec<JobRequest>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {error}"))
-    })?;
-    // Read again from the bytes, not from the value: the error then names
-    // the field (`jobs[3].kind`) and the line and column.
-    let requests: Vec<JobRequest> = match value.get("jobs") {
-        Some(_) if value.as_object().is_some_and(|object| object.len() == 1) => {
-            from_body::<JobBatch>(body, "not a batch of job requests")?.jobs
-        }
-        _ => vec![from_body(body, "not a job request")?],
+    let requests = match serde_json::from_slice::<Batch>(body) {
+        Ok(batch) => batch.jobs,
+        Err(_) => match serde_json::from_slice::<JobRequest>(body) {
+            Ok(request) => vec![request],
+            Err(_) => {
+                let value: Value = serde_json::from_slice(body).map_err(|error| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        format!("the body is not JSON: {error}"),
+                    )
+                })?;
+                // Read once more, noting the path: the error names the
+                // field (`jobs[3].kind`) as well as the line and column.
+                let error = if value.as_object().is_some_and(|object| object.contains_key("jobs")) {
+                    from_body::<Batch>(body, "not a batch of job requests").err()
+                } else {
+                    from_body::<JobRequest>(body, "not a job request").err()
+                };
+                return Err(error.expect("the same bytes were refused a moment ago"));
+            }
+        },
     };
     if requests.is_empty() {
         return Err(ApiError::invalid("\"jobs\" is empty"));
