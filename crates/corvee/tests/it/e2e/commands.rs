@@ -1,11 +1,14 @@
 //! Command jobs end to end: `corvee run` enqueues an argv, the daemon runs
 //! it as its own process, its exit status is the outcome and its output the
-//! job's log; SIGTERM stops the daemon with exit code 0.
+//! job's log; SIGTERM stops the daemon with exit code 0. A cancel is never
+//! lost, however soon after the start it comes.
 
-use corvee::client::JobState;
+use std::time::Instant;
+
+use corvee::client::{CommandRequest, JobState};
 use rustix::process::Signal;
 
-use super::daemon::TestDaemon;
+use super::daemon::{TestDaemon, STEP_TIMEOUT};
 
 #[test]
 fn a_command_jobs_exit_status_is_its_outcome_and_its_output_its_log() {
@@ -45,4 +48,26 @@ fn a_command_jobs_exit_status_is_its_outcome_and_its_output_its_log() {
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
     let listed = daemon.corvee(&["ls"]);
     assert_eq!(listed.code, Some(3), "no daemon now: {listed:?}");
+}
+
+/// How many commands are cancelled the moment they show as running.
+const CANCELS: usize = 200;
+
+#[test]
+fn a_cancel_the_moment_a_command_shows_running_is_never_lost() {
+    let daemon = TestDaemon::start("[commands]\nconcurrency = 8\n");
+    for _ in 0..CANCELS {
+        let sleeper = CommandRequest::new(vec!["sleep".into(), "600".into()]);
+        let id = daemon.client.enqueue_command(&sleeper).unwrap().id;
+        // As soon as the lease is in the store, before the daemon may have
+        // handed the job to its runner: no pause in this loop.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while daemon.client.job(id).unwrap().state != JobState::Running {
+            assert!(Instant::now() < deadline, "job {id} never ran");
+        }
+        daemon.client.cancel(id).unwrap();
+        let job = daemon.client.wait(id, STEP_TIMEOUT).unwrap();
+        assert_eq!(job.state, JobState::Cancelled, "the cancel of job {id} was lost: {job:#?}");
+        assert!(job.finished_at.is_some());
+    }
 }
