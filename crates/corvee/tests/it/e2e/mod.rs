@@ -5,6 +5,7 @@
 //! on process exits, or polls a condition with a bound; none sleeps to
 //! synchronise or asserts on time.
 
+mod access;
 mod bad_input;
 mod commands;
 mod crash;
