@@ -58,6 +58,9 @@ struct LoadState {
     /// Whether a daemon serves (false from just before a kill until the
     /// next one is ready).
     up: bool,
+    /// How many kills have begun: a request that fails across one was cut
+    /// off by it.
+    kills: u64,
     stop: bool,
     /// Enqueues refused while a daemon was up: there must be none.
     unexpected_errors: Vec<String>,
@@ -80,14 +83,19 @@ impl Load {
     }
 
     fn set_up(&self, up: bool) {
-        self.lock().up = up;
+        let mut state = self.lock();
+        state.up = up;
+        if !up {
+            state.kills += 1;
+        }
+        drop(state);
         self.changed.notify_all();
     }
 }
 
 fn produce(load: &Load, client: &Client, producer: usize) {
     for n in 0.. {
-        {
+        let kills_before = {
             let mut state = load.lock();
             while !state.up && !state.stop {
                 state = load.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -95,7 +103,8 @@ fn produce(load: &Load, client: &Client, producer: usize) {
             if state.stop {
                 return;
             }
-        }
+            state.kills
+        };
         let (request, payload) = match n % 4 {
             3 => (JobRequest::new("noop").on_queue("work"), None),
             _ => {
@@ -109,7 +118,7 @@ fn produce(load: &Load, client: &Client, producer: usize) {
             Ok(job) => state.acknowledged.push((job.id, payload)),
             // The daemon was killed under this request: not acknowledged,
             // so it may or may not exist; nothing to check.
-            Err(_) if !state.up => {}
+            Err(_) if !state.up || state.kills != kills_before => {}
             Err(error) => state.unexpected_errors.push(format!("{error:#}")),
         }
         drop(state);
