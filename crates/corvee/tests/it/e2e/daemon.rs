@@ -86,13 +86,16 @@ fn read_all_on_a_thread(mut reader: impl Read + Send + 'static) -> mpsc::Receive
     receiver
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may hold spaces): state first, start time 20th.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().map(String::from).collect())
+}
+
 /// Whether a process is alive (not gone, not a zombie).
 pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the command name in parentheses.
-        Ok(stat) => stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next()) != Some("Z"),
-        Err(_) => false,
-    }
+    stat_fields(pid).is_some_and(|fields| fields.first().map(String::as_str) != Some("Z"))
 }
 
 /// The daemon process of one incarnation.
@@ -280,8 +283,18 @@ impl TestDaemon {
 
     /// Process groups the daemon recorded in its ledger as it started them.
     pub fn ledger_groups(&self) -> Vec<u32> {
+        self.ledger().into_iter().map(|(group, _)| group).collect()
+    }
+
+    /// The ledger's lines: a process group and its leader's start time.
+    fn ledger(&self) -> Vec<(u32, String)> {
         let text = std::fs::read_to_string(self.dir().join("run/processes")).unwrap_or_default();
-        text.lines().filter_map(|line| line.split_whitespace().next()?.parse().ok()).collect()
+        text.lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.parse().ok()?, fields.next()?.to_string()))
+            })
+            .collect()
     }
 }
 
@@ -293,11 +306,12 @@ impl Drop for TestDaemon {
         }
         // Workers and command jobs run in process groups of their own;
         // workers leave on EOF, but a command job would outlive the test.
-        for group in self.ledger_groups() {
-            if let Some(pid) = Pid::from_raw(group as i32) {
-                if is_alive(group) {
-                    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                }
+        // Only a group whose leader is the process recorded (same start
+        // time), never one that reused its pid.
+        for (group, started) in self.ledger() {
+            let recorded = stat_fields(group).is_some_and(|fields| fields.get(19) == Some(&started));
+            if let (true, Some(pid)) = (recorded && is_alive(group), Pid::from_raw(group as i32)) {
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
             }
         }
         if std::thread::panicking() {
