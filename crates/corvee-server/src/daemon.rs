@@ -253,7 +253,16 @@ impl Daemon {
         }
         let grace = self.config.shutdown_grace;
         let stops = self.pools.iter().map(|pool| pool.pool.stop(grace));
-        tokio::join!(futures_join_all(stops), self.commands.stop(grace));
+        let mut stopping = std::pin::pin!(async {
+            tokio::join!(futures_join_all(stops), self.commands.stop(grace));
+        });
+        // The stops escalate what ignores its interrupt (SIGTERM, SIGKILL)
+        // on the pools' and the runner's own graces; the shutdown grace
+        // bounds them all.
+        if tokio::time::timeout(grace, stopping.as_mut()).await.is_err() {
+            tracing::warn!(?grace, "the shutdown grace passed: killing what still runs");
+            tokio::join!(self.kill_everything(), stopping);
+        }
         // Every attempt now has an outcome; wait until each is recorded.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !self.executions.is_empty() {
@@ -279,7 +288,7 @@ impl Daemon {
         for pool in &self.pools {
             pool.pool.kill().await;
         }
-        self.commands.stop(Duration::ZERO).await;
+        self.commands.kill().await;
     }
 }
 

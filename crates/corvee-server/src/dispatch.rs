@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corvee_core::Timestamp;
+use corvee_core::{InterruptCause, JobId, Timestamp};
 use corvee_store::{LeasedJob, PayloadData, Store};
 use corvee_supervisor::{CommandError, CommandJob, CommandSpec, JobToRun, Payload, ProgressState, SubmitError};
 
@@ -60,6 +60,13 @@ fn observe_wait(daemon: &Daemon, lease: &LeasedJob) {
     daemon.metrics.wait.observe(Duration::from_millis(now.millis_since(lease.due_at)));
 }
 
+/// Sends an interrupt asked for before the attempt was handed over.
+fn interrupt_early(daemon: &Daemon, job: JobId, attempt: u32, cause: Option<InterruptCause>) {
+    if let Some(cause) = cause {
+        daemon.interrupt(job, attempt, cause);
+    }
+}
+
 /// Leases for worker pool `index` until shutdown.
 pub async fn run_pool(daemon: Arc<Daemon>, index: usize) {
     let pool = &daemon.pools[index];
@@ -90,9 +97,10 @@ pub async fn run_pool(daemon: Arc<Daemon>, index: usize) {
         for lease in leases {
             observe_wait(&daemon, &lease);
             let (job, attempt) = (lease.job, lease.attempt);
-            daemon.executions.started(job, attempt, Runner::Pool(index));
+            let early_interrupt = daemon.executions.started(job, attempt, Runner::Pool(index));
             match pool.pool.submit(to_job(lease)) {
-                Ok(()) => {}
+                // A cancel that came between the lease and the hand-over.
+                Ok(()) => interrupt_early(&daemon, job, attempt, early_interrupt),
                 Err(SubmitError::UnknownKind { pool: name, job: refused }) => {
                     daemon.executions.ended(job, attempt);
                     let error = format!(
@@ -161,10 +169,10 @@ pub async fn run_commands(daemon: Arc<Daemon>) {
                     continue;
                 }
             };
-            daemon.executions.started(job, attempt, Runner::Command);
+            let early_interrupt = daemon.executions.started(job, attempt, Runner::Command);
             let command = CommandJob { job_id: job.0, attempt, spec, retryable_on_failure: true };
             match daemon.commands.run(command) {
-                Ok(()) => {}
+                Ok(()) => interrupt_early(&daemon, job, attempt, early_interrupt),
                 Err(CommandError::NoCapacity { .. })
                 | Err(CommandError::AlreadyRunning { .. })
                 | Err(CommandError::Stopping { .. }) => {

@@ -57,27 +57,49 @@ pub struct Execution {
     pub started: Instant,
 }
 
+/// The most interrupts kept for attempts not handed to a runner yet. Each
+/// is needed only between a lease and its hand-over; the bound keeps the
+/// rare one whose attempt never comes from piling up.
+const MAX_EARLY_INTERRUPTS: usize = 1024;
+
 /// The running executions.
 #[derive(Debug, Default)]
 pub struct Executions {
-    running: Mutex<HashMap<JobId, Execution>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: HashMap<JobId, Execution>,
+    /// Interrupts that came for an attempt before it was handed to its
+    /// runner: the store tells of a cancel as soon as the lease is in it,
+    /// which can be before the dispatcher has called [`Executions::started`].
+    early: HashMap<JobId, (Attempt, InterruptCause)>,
 }
 
 impl Executions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Execution>> {
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Notes that an attempt was handed to a runner.
-    pub fn started(&self, job: JobId, attempt: Attempt, runner: Runner) {
-        self.lock().insert(job, Execution { attempt, runner, interrupt: None, started: Instant::now() });
+    /// Notes that an attempt was handed to a runner. Returns why it must be
+    /// interrupted at once, if that was asked before (see `interrupting`).
+    #[must_use = "an interrupt asked for before the start must be sent now"]
+    pub fn started(&self, job: JobId, attempt: Attempt, runner: Runner) -> Option<InterruptCause> {
+        let mut state = self.lock();
+        let early = state.early.remove(&job).filter(|(early, _)| *early == attempt).map(|(_, cause)| cause);
+        state.running.insert(job, Execution { attempt, runner, interrupt: early, started: Instant::now() });
+        early
     }
 
     /// Forgets an attempt that ended; returns its record.
     pub fn ended(&self, job: JobId, attempt: Attempt) -> Option<Execution> {
-        let mut running = self.lock();
-        match running.get(&job) {
-            Some(execution) if execution.attempt == attempt => running.remove(&job),
+        let mut state = self.lock();
+        if state.early.get(&job).is_some_and(|(early, _)| *early <= attempt) {
+            state.early.remove(&job);
+        }
+        match state.running.get(&job) {
+            Some(execution) if execution.attempt == attempt => state.running.remove(&job),
             _ => None,
         }
     }
@@ -85,24 +107,43 @@ impl Executions {
     /// The running execution of a job, if its attempt is `attempt` (any
     /// attempt if `None`).
     pub fn get(&self, job: JobId, attempt: Option<Attempt>) -> Option<Execution> {
-        self.lock().get(&job).filter(|execution| attempt.is_none_or(|attempt| execution.attempt == attempt)).cloned()
+        self.lock()
+            .running
+            .get(&job)
+            .filter(|execution| attempt.is_none_or(|attempt| execution.attempt == attempt))
+            .cloned()
     }
 
     /// Records why an execution is being interrupted (the first reason
     /// wins: a cancel stays a cancel even if the deadline passes too).
-    /// Returns the execution if it is running.
+    /// Returns the execution if it is running. If the attempt is newer than
+    /// the one running (or none runs), it is leased but not handed over
+    /// yet: the reason is kept, and `started` returns it.
     pub fn interrupting(&self, job: JobId, attempt: Attempt, cause: InterruptCause) -> Option<Execution> {
-        let mut running = self.lock();
-        let execution = running.get_mut(&job).filter(|execution| execution.attempt == attempt)?;
-        execution.interrupt.get_or_insert(cause);
-        Some(execution.clone())
+        let mut state = self.lock();
+        match state.running.get_mut(&job) {
+            Some(execution) if execution.attempt == attempt => {
+                execution.interrupt.get_or_insert(cause);
+                return Some(execution.clone());
+            }
+            Some(execution) if execution.attempt > attempt => return None, // stale
+            _ => {}
+        }
+        if state.early.len() < MAX_EARLY_INTERRUPTS || state.early.contains_key(&job) {
+            let early = state.early.entry(job).or_insert((attempt, cause));
+            if early.0 != attempt {
+                *early = (attempt, cause);
+            }
+        }
+        None
     }
 
     /// Marks every running execution as being stopped for a shutdown;
     /// returns them.
     pub fn interrupt_all(&self, cause: InterruptCause) -> Vec<(JobId, Execution)> {
-        let mut running = self.lock();
-        running
+        let mut state = self.lock();
+        state
+            .running
             .iter_mut()
             .map(|(job, execution)| {
                 execution.interrupt.get_or_insert(cause);
@@ -113,7 +154,7 @@ impl Executions {
 
     /// How many executions run now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().running.len()
     }
 
     /// Whether none runs.
@@ -137,11 +178,31 @@ mod tests {
     #[test]
     fn the_first_interrupt_reason_wins() {
         let executions = Executions::default();
-        executions.started(JobId(1), 2, Runner::Command);
+        assert_eq!(executions.started(JobId(1), 2, Runner::Command), None);
         assert!(executions.interrupting(JobId(1), 1, InterruptCause::Cancel).is_none(), "stale attempt");
         executions.interrupting(JobId(1), 2, InterruptCause::Cancel);
         executions.interrupting(JobId(1), 2, InterruptCause::Deadline);
         assert_eq!(executions.ended(JobId(1), 2).unwrap().interrupt, Some(InterruptCause::Cancel));
         assert!(executions.is_empty());
+    }
+
+    #[test]
+    fn an_interrupt_before_the_hand_over_is_returned_by_started() {
+        let executions = Executions::default();
+        // Leased (attempt 1) but not handed over yet: the cancel is kept.
+        assert!(executions.interrupting(JobId(1), 1, InterruptCause::Cancel).is_none());
+        executions.interrupting(JobId(1), 1, InterruptCause::Deadline);
+        assert_eq!(executions.started(JobId(1), 1, Runner::Command), Some(InterruptCause::Cancel));
+        assert_eq!(executions.get(JobId(1), Some(1)).unwrap().interrupt, Some(InterruptCause::Cancel));
+        assert!(executions.ended(JobId(1), 1).is_some());
+        // One kept for an attempt that already ended is dropped, and does
+        // not reach the next attempt.
+        executions.interrupting(JobId(2), 1, InterruptCause::Cancel);
+        assert!(executions.ended(JobId(2), 1).is_none());
+        assert_eq!(executions.started(JobId(2), 2, Runner::Command), None);
+        // A stale attempt is not kept.
+        assert!(executions.interrupting(JobId(2), 1, InterruptCause::Cancel).is_none());
+        assert!(executions.ended(JobId(2), 2).is_some());
+        assert_eq!(executions.started(JobId(2), 3, Runner::Command), None);
     }
 }

@@ -219,7 +219,11 @@ pub async fn compute(daemon: &Daemon) -> Vec<Finding> {
                     human(age.unwrap_or_default())
                 ),
                 "failed_spool_file" => {
-                    let reason = std::fs::read_to_string(path.with_extension("error")).unwrap_or_default();
+                    // The spool writes `<name>.error` beside `<name>` (which
+                    // may have an extension of its own).
+                    let mut error_file = path.clone().into_os_string();
+                    error_file.push(".error");
+                    let reason = std::fs::read_to_string(error_file).unwrap_or_default();
                     format!("spool file {} was refused: {}", path.display(), reason.trim())
                 }
                 _ => continue,

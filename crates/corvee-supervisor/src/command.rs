@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -55,6 +56,8 @@ pub struct CommandJob {
 #[derive(Debug, Default)]
 struct Control {
     interrupt: Mutex<Option<String>>,
+    /// Set by [`CommandRunner::kill`]: SIGKILL now, whatever the stage.
+    kill: AtomicBool,
     wake: Notify,
 }
 
@@ -178,6 +181,23 @@ impl CommandRunner {
         self.wait_idle().await;
     }
 
+    /// Kills every running command job at once (SIGKILL to its process
+    /// group, whatever stage its interrupt is in), takes no more, and waits
+    /// for every outcome (`Interrupted`).
+    pub async fn kill(&self) {
+        let controls: Vec<Arc<Control>> = {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            state.running.values().map(|(_, control)| control.clone()).collect()
+        };
+        self.shared.changed.notify_waiters();
+        for control in controls {
+            control.kill.store(true, Ordering::SeqCst);
+            control.wake.notify_one();
+        }
+        self.wait_idle().await;
+    }
+
     async fn wait_idle(&self) {
         loop {
             let mut notified = std::pin::pin!(self.shared.changed.notified());
@@ -271,7 +291,7 @@ async fn execute(
             () = process.exited() => Wake::Exited,
             () = stdout.readable() => Wake::Stdout,
             () = stderr.readable() => Wake::Stderr,
-            () = control.wake.notified(), if stage == Stage::Running => Wake::Control,
+            () = control.wake.notified(), if stage != Stage::Killed => Wake::Control,
             () = &mut timer, if next_step.is_some() => Wake::Timer,
         };
         let escalate = |step: EscalationStep, reason: String| {
@@ -287,6 +307,14 @@ async fn execute(
                 stderr.read_available(&mut lines);
                 log(LogStream::Stderr, &mut lines);
             }
+            Wake::Control if control.kill.load(Ordering::SeqCst) => {
+                stage = Stage::Killed;
+                escalate(EscalationStep::Sigkill, "killed: the runner is stopping now".to_owned()).await;
+                process.signal_group(Signal::KILL);
+                next_step = None;
+            }
+            // Already interrupted: the escalation is under way.
+            Wake::Control if stage != Stage::Running => {}
             Wake::Control => {
                 let reason = control.interrupt.lock().expect("control lock").clone();
                 if let Some(reason) = reason {

@@ -14,6 +14,7 @@ use corvee_core::{CancelOutcome, JobFilter, JobId, JobState, Kind, QueueName};
 use corvee_store::Store;
 use serde_json::{json, Value};
 
+use super::body::RequestBody;
 use super::json::{command_job, job, parse_job_requests, to_new_job, CommandRequest};
 use super::ApiError;
 use crate::daemon::Daemon;
@@ -40,7 +41,7 @@ async fn view(daemon: &Daemon, id: JobId) -> Result<corvee_core::JobView, ApiErr
     daemon.store.get(id).await?.ok_or_else(|| ApiError::job_not_found(id.0))
 }
 
-pub async fn enqueue(State(daemon): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn enqueue(State(daemon): State<Arc<Daemon>>, RequestBody(body): RequestBody) -> Result<Response, ApiError> {
     check_running(&daemon)?;
     let requests = parse_job_requests(&body)?;
     let now = daemon.store.now();
@@ -60,7 +61,10 @@ pub async fn enqueue(State(daemon): State<Arc<Daemon>>, body: Bytes) -> Result<R
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
 }
 
-pub async fn enqueue_command(State(daemon): State<Arc<Daemon>>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn enqueue_command(
+    State(daemon): State<Arc<Daemon>>,
+    RequestBody(body): RequestBody,
+) -> Result<Response, ApiError> {
     check_running(&daemon)?;
     let request: CommandRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("not a command request: {error}"))
@@ -294,7 +298,7 @@ fn cancel_response(id: JobId, outcome: CancelOutcome) -> Json<Value> {
 pub async fn cancel(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    _body: Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     Ok(cancel_response(id, daemon.store.cancel(id).await?))
@@ -303,7 +307,7 @@ pub async fn cancel(
 pub async fn cancel_execution(
     State(daemon): State<Arc<Daemon>>,
     Path(execution): Path<String>,
-    _body: Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || {
         ApiError::new(StatusCode::NOT_FOUND, "execution_not_found", format!("no running execution {execution}"))
@@ -324,7 +328,7 @@ pub async fn cancel_execution(
 pub async fn retry(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    _body: Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     daemon.store.retry(id).await?;
@@ -334,7 +338,7 @@ pub async fn retry(
 pub async fn move_job(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    body: Bytes,
+    RequestBody(body): RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let body: Value = serde_json::from_slice(&body).map_err(|error| {

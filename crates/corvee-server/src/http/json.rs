@@ -76,6 +76,19 @@ pub struct CommandRequest {
     tags: Vec<String>,
 }
 
+/// Deserializes a JSON body known to be well-formed; a mismatch is
+/// `invalid_json` saying which field, e.g. `not a job request: kind:
+/// invalid type: integer `7`, expected a string at line 1 column 10`.
+fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let place = if path == "." { String::new() } else { format!("{path}: ") };
+        let message = format!("{what}: {place}{}", error.into_inner());
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", message)
+    })
+}
+
 /// The most jobs in one request.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -90,17 +103,26 @@ struct Batch {
 /// `{"jobs": [...]}`. Straight from the bytes (a batch is the fast path);
 /// only a body that is neither is parsed again, to say what is wrong.
 pub fn parse_job_requests(body: &[u8]) -> Result<Vec<JobRequest>, ApiError> {
-    let invalid = |message: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", message);
     let requests = match serde_json::from_slice::<Batch>(body) {
         Ok(batch) => batch.jobs,
-        Err(batch_error) => match serde_json::from_slice::<JobRequest>(body) {
+        Err(_) => match serde_json::from_slice::<JobRequest>(body) {
             Ok(request) => vec![request],
-            Err(single_error) => {
-                let value: Value =
-                    serde_json::from_slice(body).map_err(|error| invalid(format!("the body is not JSON: {error}")))?;
-                let batch = value.as_object().is_some_and(|object| object.contains_key("jobs"));
-                let error = if batch { batch_error } else { single_error };
-                return Err(invalid(format!("not a job request: {error}")));
+            Err(_) => {
+                let value: Value = serde_json::from_slice(body).map_err(|error| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        format!("the body is not JSON: {error}"),
+                    )
+                })?;
+                // Read once more, noting the path: the error names the
+                // field (`jobs[3].kind`) as well as the line and column.
+                let error = if value.as_object().is_some_and(|object| object.contains_key("jobs")) {
+                    from_body::<Batch>(body, "not a batch of job requests").err()
+                } else {
+                    from_body::<JobRequest>(body, "not a job request").err()
+                };
+                return Err(error.expect("the same bytes were refused a moment ago"));
             }
         },
     };
@@ -243,4 +265,34 @@ pub fn job(view: &JobView) -> Value {
         "result_bytes": view.result.as_ref().map(Vec::len),
         "errors": errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_message(body: &str) -> (String, String) {
+        let error = parse_job_requests(body.as_bytes()).expect_err("an invalid request");
+        (error.code().to_string(), error.message().to_string())
+    }
+
+    #[test]
+    fn a_request_of_the_wrong_shape_is_refused_naming_the_field() {
+        for (body, expected) in [
+            (r#"{"kind": 7}"#, "not a job request: kind: invalid type: integer `7`, expected a string at line 1"),
+            (r#"{"kind": "k", "tags": ["a", 2]}"#, "not a job request: tags[1]: invalid type: integer `2`"),
+            (
+                r#"{"jobs": [{"kind": "k"}, {"kind": "k", "priority": "high"}]}"#,
+                "not a batch of job requests: jobs[1].priority: invalid type: string \"high\"",
+            ),
+            (r#"{"kind": "k", "colour": "blue"}"#, "not a job request: colour: unknown field `colour`"),
+            (r#"{"queue": "q"}"#, "not a job request: missing field `kind`"),
+        ] {
+            let (code, message) = error_message(body);
+            assert_eq!(code, "invalid_json", "{body}");
+            assert!(message.starts_with(expected), "{body}: {message}");
+        }
+        assert_eq!(error_message("{\"kind\": ").0, "invalid_json");
+        assert_eq!(parse_job_requests(br#"{"jobs": [{"kind": "a"}, {"kind": "b"}]}"#).unwrap().len(), 2);
+    }
 }

@@ -3,6 +3,7 @@
 //! needs a token, and with a token every TCP request must carry it).
 //! Errors are JSON with a stable code and a message; bodies are limited.
 
+mod body;
 mod error;
 mod events;
 mod jobs;

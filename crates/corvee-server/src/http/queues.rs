@@ -8,6 +8,7 @@ use corvee_core::QueueName;
 use corvee_store::Store;
 use serde_json::{json, Value};
 
+use super::body::RequestBody;
 use super::ApiError;
 use crate::daemon::Daemon;
 
@@ -27,7 +28,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Value>, ApiE
 pub async fn pause(
     State(daemon): State<Arc<Daemon>>,
     Path(queue): Path<String>,
-    _body: axum::body::Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     daemon.store.pause(queue.clone()).await?;
@@ -37,7 +38,7 @@ pub async fn pause(
 pub async fn resume(
     State(daemon): State<Arc<Daemon>>,
     Path(queue): Path<String>,
-    _body: axum::body::Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     daemon.store.resume(queue.clone()).await?;
@@ -47,7 +48,7 @@ pub async fn resume(
 pub async fn purge(
     State(daemon): State<Arc<Daemon>>,
     Path(queue): Path<String>,
-    _body: axum::body::Bytes,
+    _body: RequestBody,
 ) -> Result<Json<Value>, ApiError> {
     let queue = QueueName::new(queue)?;
     let purged = daemon.store.purge(queue.clone()).await?;

@@ -202,3 +202,35 @@ async fn a_command_that_obeys_sigint_needs_nothing_more() {
     assert_eq!(steps(&events), [EscalationStep::Sigint]);
     assert_no_children();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_a_command_at_once_even_in_the_middle_of_its_interrupt() {
+    let (sink, receiver) = EventSink::channel(1024);
+    // Graces far longer than the test: only the kill can end it.
+    let config = CommandRunnerConfig {
+        interrupt_grace: Duration::from_secs(600),
+        term_grace: Duration::from_secs(600),
+        ..CommandRunnerConfig::default()
+    };
+    let (runner, mut events) = (CommandRunner::new(config, sink, None), Events::new(receiver));
+    let script = crate::support::trap_signals_script();
+    runner.run(command(1, &["python3", "-u", script.to_str().unwrap()])).unwrap();
+    runner.run(command(2, &["python3", "-u", script.to_str().unwrap()])).unwrap();
+    for _ in 0..2 {
+        events
+            .wait_for("a script's ready line", |event| matches!(event, Event::Log(line) if line.text == "ready"))
+            .await;
+    }
+    runner.interrupt(1, 1, "cancelled").unwrap();
+    events.wait_for("job 1 got SIGINT", |event| matches!(event, Event::Log(line) if line.text == "got SIGINT")).await;
+
+    events.drain_while(runner.kill()).await;
+    for job_id in [1, 2] {
+        let outcome = events.outcome(JobKey { job_id, attempt: 1 }).await;
+        assert!(matches!(outcome, Outcome::Interrupted { .. }), "job {job_id}: {outcome:?}");
+    }
+    let kills = escalations(&events).into_iter().filter(|(step, _)| *step == EscalationStep::Sigkill).count();
+    assert_eq!(kills, 2, "{:?}", escalations(&events));
+    assert!(runner.run(command(3, &["true"])).is_err(), "a killed runner takes no more jobs");
+    assert_no_children();
+}

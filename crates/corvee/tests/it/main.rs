@@ -3,15 +3,14 @@
 //! directory rules, and the CLI's argument parsing and output.
 //!
 //! The fake daemon checks only the CLI's and the client's side of the
-//! conversation; `cli_serve` is a smoke test with the real daemon, and the
-//! end-to-end tests against it belong here too.
+//! conversation; `e2e` runs the real daemon, workers and CLI together.
 
 mod cli_output;
 mod cli_parse;
 mod cli_process;
-mod cli_serve;
 mod cli_wait;
 mod client_wire;
 mod data_dir;
+mod e2e;
 mod fake_daemon;
 mod spool;
