@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use corvee_core::{InterruptCause, JobId, LeaseHolder, NewJob};
+use corvee_core::{InterruptCause, JobFilter, JobId, JobState, LeaseHolder, NewJob, MAX_LIST_LIMIT};
 use corvee_store::{LocalStore, LocalStoreOptions, Store, StoreError, StoreEvent};
 use corvee_supervisor::{CommandRunner, EventSink, LogStore, WorkerPool};
 use tokio::sync::{watch, Notify};
@@ -33,6 +33,9 @@ use crate::hub::{ApiEvent, Hub};
 use crate::leftovers::{DaemonLock, ProcessLedger};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+
+/// Store events buffered for the daemon's router before it lags.
+const STORE_EVENT_CAPACITY: usize = 65_536;
 
 /// How a daemon is started.
 #[derive(Clone, Debug)]
@@ -138,7 +141,14 @@ impl Daemon {
             tracing::warn!(pgid = leftover.pgid, "killed a process group left running by a previous daemon");
         }
 
-        let store_options = LocalStoreOptions { node: config.node, ..LocalStoreOptions::default() };
+        // Room for a burst of ~20,000 jobs' changes: the events carry
+        // cancels and expiries too (see `resync_interrupts` for when they
+        // overflow anyway).
+        let store_options = LocalStoreOptions {
+            node: config.node,
+            event_capacity: STORE_EVENT_CAPACITY,
+            ..LocalStoreOptions::default()
+        };
         let limits = store_options.limits.clone();
         let (store, report) =
             tokio::task::block_in_place(|| LocalStore::open(&dir, store_options)).map_err(|error| match error {
@@ -319,7 +329,8 @@ async fn route_store_events(daemon: Arc<Daemon>) {
         let event = match received {
             Ok(event) => event,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "store events lagged");
+                tracing::warn!(missed, "store events lagged: looking for cancels and expired leases among them");
+                resync_interrupts(&daemon).await;
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -329,26 +340,61 @@ async fn route_store_events(daemon: Arc<Daemon>) {
                 if state.is_finished() {
                     daemon.metrics.finished(queue.as_str(), state.as_str());
                 }
-                daemon.hub.publish(ApiEvent::Job { id: job, queue: queue.to_string(), state });
+                if daemon.hub.has_subscribers() {
+                    daemon.hub.publish(ApiEvent::Job { id: job, queue: queue.to_string(), state });
+                }
             }
             StoreEvent::JobDeleted { job } => daemon.hub.publish(ApiEvent::JobDeleted { id: job }),
             StoreEvent::Queue { queue } => daemon.hub.publish(ApiEvent::Queue { queue: queue.to_string() }),
             StoreEvent::Interrupt { job, attempt, cause } => {
                 daemon.interrupt(job, attempt, cause);
             }
-            StoreEvent::KillAttempt { job, attempt } => {
-                // The lease expired: stop the attempt (escalating to SIGKILL);
-                // its outcome, once the process is reaped, frees the job.
-                if !daemon.interrupt(job, attempt, InterruptCause::Deadline) {
-                    // Not running here any more (its outcome is on its way,
-                    // or it was lost before we knew it): report it so the
-                    // job does not stay running forever.
-                    if daemon.executions.get(job, Some(attempt)).is_none() {
-                        let error = "lease expired and the attempt is not running on this node".to_string();
-                        let _ = daemon.store.fail(job, attempt, error, true, None).await;
-                    }
-                }
+            StoreEvent::KillAttempt { job, attempt } => stop_expired(&daemon, job, attempt).await,
+        }
+    }
+}
+
+/// A lease expired: stop the attempt (escalating to SIGKILL); its outcome,
+/// once the process is reaped, frees the job.
+async fn stop_expired(daemon: &Daemon, job: JobId, attempt: u32) {
+    if !daemon.interrupt(job, attempt, InterruptCause::Deadline) {
+        // Not running here any more (its outcome is on its way, or it was
+        // lost before we knew it): report it so the job does not stay
+        // running forever.
+        if daemon.executions.get(job, Some(attempt)).is_none() {
+            let error = "lease expired and the attempt is not running on this node".to_string();
+            let _ = daemon.store.fail(job, attempt, error, true, None).await;
+        }
+    }
+}
+
+/// After store events were missed (the daemon fell behind a burst), acts
+/// on the state instead of the lost events: every running attempt whose
+/// job has a cancel requested is interrupted, every one whose lease has
+/// expired is stopped. Both are idempotent, so an event that was not lost
+/// after all does no harm. The scan is bounded by the running jobs.
+async fn resync_interrupts(daemon: &Daemon) {
+    let now = daemon.store.now();
+    let mut after = None;
+    loop {
+        let filter = JobFilter { state: Some(JobState::Running), after, limit: MAX_LIST_LIMIT, ..JobFilter::default() };
+        let jobs = match daemon.store.list(filter).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list running jobs after missed store events");
+                return;
             }
+        };
+        for view in &jobs {
+            if view.cancel_requested {
+                daemon.interrupt(view.id, view.attempt, InterruptCause::Cancel);
+            } else if view.lease_deadline.is_some_and(|deadline| deadline <= now) {
+                stop_expired(daemon, view.id, view.attempt).await;
+            }
+        }
+        match jobs.last() {
+            Some(last) if jobs.len() == MAX_LIST_LIMIT => after = Some(last.id),
+            _ => return,
         }
     }
 }
