@@ -3,6 +3,7 @@
 //! the rest of the code can trust them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::CoreError;
 
@@ -67,16 +68,17 @@ pub const MAX_QUEUE_NAME_BYTES: usize = 64;
 pub const MAX_KIND_BYTES: usize = 128;
 
 /// A validated queue name: 1 to 64 bytes of `a-z`, `0-9`, `.`, `_`, `-`,
-/// starting with a letter or digit.
+/// starting with a letter or digit. Shared, not copied, when cloned: every
+/// event and lease carries one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueueName(String);
+pub struct QueueName(Arc<str>);
 
 impl QueueName {
     /// Checks `name` and wraps it, or says what is wrong with it.
     pub fn new(name: impl Into<String>) -> Result<QueueName, CoreError> {
         let name = name.into();
         match queue_name_problem(&name) {
-            None => Ok(QueueName(name)),
+            None => Ok(QueueName(name.into())),
             Some(reason) => Err(CoreError::InvalidQueueName { name, reason }),
         }
     }
@@ -120,9 +122,9 @@ impl std::str::FromStr for QueueName {
 
 /// A validated job kind: what the worker dispatches on. 1 to 128 bytes of
 /// printable ASCII without spaces (e.g. `thumbnail`, `mail.send`,
-/// `billing/invoice-v2`).
+/// `billing/invoice-v2`). Shared when cloned, like [`QueueName`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Kind(String);
+pub struct Kind(Arc<str>);
 
 impl Kind {
     /// Checks `kind` and wraps it, or says what is wrong with it.
@@ -138,7 +140,7 @@ impl Kind {
             None
         };
         match reason {
-            None => Ok(Kind(kind)),
+            None => Ok(Kind(kind.into())),
             Some(reason) => Err(CoreError::InvalidKind { kind, reason }),
         }
     }

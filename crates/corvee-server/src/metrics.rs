@@ -51,7 +51,8 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     enqueued: Mutex<BTreeMap<String, u64>>,
-    finished: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// By queue, then by final state.
+    finished: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     restarts: Mutex<BTreeMap<String, u64>>,
     /// Time from enqueue (or `run_at`) to the start of an attempt.
     pub wait: Histogram,
@@ -63,8 +64,14 @@ pub struct Metrics {
     pub spool_failed: AtomicU64,
 }
 
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
-    *map.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(key).or_insert(0) += by;
+/// Adds `by` to the count under `key`, allocating the key only the first
+/// time (this runs for every job).
+fn bump<V: Default>(map: &Mutex<BTreeMap<String, V>>, key: &str, add: impl FnOnce(&mut V)) {
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match map.get_mut(key) {
+        Some(value) => add(value),
+        None => add(map.entry(key.to_owned()).or_default()),
+    }
 }
 
 /// Escapes a label value.
@@ -75,17 +82,17 @@ fn label(value: &str) -> String {
 impl Metrics {
     /// Jobs enqueued into a queue.
     pub fn enqueued(&self, queue: &str, count: u64) {
-        bump(&self.enqueued, queue.to_string(), count);
+        bump(&self.enqueued, queue, |total| *total += count);
     }
 
     /// A job reached a final state.
     pub fn finished(&self, queue: &str, state: &'static str) {
-        bump(&self.finished, (queue.to_string(), state), 1);
+        bump(&self.finished, queue, |by_state| *by_state.entry(state).or_insert(0) += 1);
     }
 
     /// A worker of a pool was restarted.
     pub fn restarted(&self, pool: &str) {
-        bump(&self.restarts, pool.to_string(), 1);
+        bump(&self.restarts, pool, |total| *total += 1);
     }
 
     /// The whole exposition.
@@ -127,8 +134,11 @@ impl Metrics {
             out,
             "# HELP corvee_jobs_finished_total Jobs that reached a final state.\n# TYPE corvee_jobs_finished_total counter"
         );
-        for ((queue, state), count) in self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "corvee_jobs_finished_total{{queue=\"{}\",state=\"{state}\"}} {count}", label(queue));
+        for (queue, by_state) in self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (state, count) in by_state {
+                let _ =
+                    writeln!(out, "corvee_jobs_finished_total{{queue=\"{}\",state=\"{state}\"}} {count}", label(queue));
+            }
         }
         self.wait.render(&mut out, "corvee_job_wait_seconds", "Time from a job being due to its attempt starting.");
         self.run.render(&mut out, "corvee_job_run_seconds", "Time an attempt ran.");
