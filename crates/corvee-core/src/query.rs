@@ -140,6 +140,13 @@ impl CoreState {
         self.timers.first().map(|&(at, _)| at)
     }
 
+    /// Whether some queue keeps twice as many completed jobs as its
+    /// retention allows: compaction is due now rather than at its next
+    /// turn, so that a fast queue's memory stays bounded by its count.
+    pub fn completed_over_retention(&self) -> bool {
+        self.queues.iter().any(|queue| queue.completed_count > queue.config.retention.max_completed.saturating_mul(2))
+    }
+
     /// When the next lease deadline passes.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.deadlines.first().map(|&(at, _)| at)

@@ -137,6 +137,11 @@ impl SnapshotWriter {
         self.lsn
     }
 
+    /// Bytes written into the snapshot so far (header included).
+    pub fn bytes_written(&self) -> u64 {
+        self.offset + self.buffer.len() as u64
+    }
+
     fn flush_buffer(&mut self) -> io::Result<()> {
         if !self.buffer.is_empty() {
             self.crc = crc32c::crc32c_append(self.crc, &self.buffer);

@@ -98,6 +98,7 @@ pub(crate) fn maintain(inner: &Inner, compact: bool) -> Result<MaintenanceReport
     if let Reply::Expired(expired) = inner.execute_blocking(Command::ExpireLeases)? {
         report.leases_expired = expired.len();
     }
+    let compact = compact || lock(&inner.state).completed_over_retention();
     if compact {
         while let Reply::Compacted(count) = inner.execute_blocking(Command::Compact)? {
             report.jobs_deleted += count;
@@ -108,7 +109,11 @@ pub(crate) fn maintain(inner: &Inner, compact: bool) -> Result<MaintenanceReport
     }
     let written = inner.journal.stats().bytes_written;
     let since_snapshot = written.saturating_sub(*lock(&inner.snapshot_at_bytes));
-    if since_snapshot >= inner.options.snapshot_every_bytes {
+    let due = inner
+        .options
+        .snapshot_every_bytes
+        .max(inner.snapshot_len.load(std::sync::atomic::Ordering::Relaxed).saturating_mul(super::SNAPSHOT_GROWTH));
+    if since_snapshot >= due {
         inner.snapshot()?;
         report.snapshot_taken = true;
     }

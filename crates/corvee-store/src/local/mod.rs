@@ -22,6 +22,7 @@ mod open;
 mod waiter;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -55,7 +56,10 @@ pub struct LocalStoreOptions {
     /// The largest payload accepted at all.
     pub max_payload_bytes: u64,
     /// Snapshot the state once this many journal bytes were written since
-    /// the last snapshot (bounds recovery time).
+    /// the last snapshot, or as many as the last snapshot's size times
+    /// [`SNAPSHOT_GROWTH`] if that is more. Recovery reads one snapshot and
+    /// at most that much journal; a snapshot costs time in proportion to
+    /// the state, and is taken in proportion to it too.
     pub snapshot_every_bytes: u64,
     /// The background thread expiring leases, compacting by retention and
     /// taking snapshots; `None` to do that only on request (tests).
@@ -100,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) available: Notify,
     /// Journal bytes written when the last snapshot was taken.
     pub(crate) snapshot_at_bytes: Mutex<u64>,
+    /// The size of the last snapshot written (0 before the first).
+    pub(crate) snapshot_len: AtomicU64,
     pub(crate) maintenance: Mutex<Option<maintenance::Handle>>,
 }
 
@@ -121,6 +127,11 @@ struct SubmittedBatch {
 /// huge batch neither exceeds the journal's record limit nor holds the
 /// state lock through one giant write.
 const REPORT_CHUNK_BYTES: usize = 1 << 20;
+
+/// A snapshot is taken once the journal written since the last one is this
+/// many times that snapshot's size (or `snapshot_every_bytes`, if more):
+/// the cost of snapshots stays a fixed share of the cost of journaling.
+pub const SNAPSHOT_GROWTH: u64 = 2;
 
 fn command_of(report: Report) -> Command {
     match report {
@@ -423,7 +434,9 @@ impl Inner {
             source,
         })?;
         drop(state);
+        let snapshot_len = writer.bytes_written();
         self.journal.commit_snapshot(writer).map_err(snapshot_error)?;
+        self.snapshot_len.store(snapshot_len, Ordering::Relaxed);
         self.journal.remove_segments_before_snapshot().map_err(snapshot_error)?;
         *lock(&self.snapshot_at_bytes) = bytes;
         Ok(())
@@ -707,6 +720,7 @@ impl Inner {
             pending_events: Mutex::new(PendingEvents::default()),
             available: Notify::new(),
             snapshot_at_bytes: Mutex::new(bytes),
+            snapshot_len: AtomicU64::new(0),
             maintenance: Mutex::new(None),
         }
     }

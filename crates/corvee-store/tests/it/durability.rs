@@ -151,3 +151,71 @@ async fn maintenance_snapshots_once_enough_journal_is_written_and_drops_old_segm
     assert_eq!(report.jobs, 3000);
     assert!(report.records_replayed <= 2, "{report}");
 }
+
+#[tokio::test]
+async fn snapshots_are_taken_in_proportion_to_the_state_they_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny fixed threshold: what decides here is the growth rule.
+    let options = LocalStoreOptions { snapshot_every_bytes: 4096, ..options() };
+    let (store, _) = LocalStore::open_with_clock(dir.path(), options, clock()).unwrap();
+    let padded = |i: u32| NewJob::new(queue(), Kind::new("k").unwrap(), i.to_le_bytes().repeat(50));
+    let mut next = 0u32;
+    let mut enqueue_batch = async || {
+        store.enqueue((0..10).map(|i| padded(next + i)).collect()).await.unwrap();
+        next += 10;
+    };
+    for _ in 0..300 {
+        enqueue_batch().await;
+    }
+    assert!(store.maintain(false).unwrap().snapshot_taken);
+    let snapshot_len: u64 = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".snap"))
+        .map(|entry| entry.metadata().unwrap().len())
+        .sum();
+    assert!(snapshot_len > 100_000, "3,000 jobs of 200-byte payloads, snapshot of {snapshot_len} bytes");
+    let written_at_snapshot = store.journal_stats().bytes_written;
+    let written = || store.journal_stats().bytes_written - written_at_snapshot;
+    loop {
+        enqueue_batch().await;
+        let since = written();
+        let taken = store.maintain(false).unwrap().snapshot_taken;
+        // Far past snapshot_every_bytes, yet no snapshot until the journal
+        // since the last one is twice that snapshot's size (the file's
+        // 16-byte trailer aside); then one.
+        let context = format!("{since} journal bytes after a {snapshot_len}-byte snapshot");
+        if since < 2 * (snapshot_len - 16) {
+            assert!(!taken, "{context}");
+        } else if since >= 2 * snapshot_len {
+            assert!(taken, "{context}");
+        }
+        if taken {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_queue_holding_twice_its_completed_limit_is_compacted_at_the_next_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+    let retention = corvee_core::Retention { max_completed: 10, ..corvee_core::Retention::default() };
+    store.configure(queue(), corvee_core::QueueConfig { retention, ..Default::default() }).await.unwrap();
+    let complete = async |count: u32| {
+        store.enqueue((0..count).map(job).collect()).await.unwrap();
+        let holder = LeaseHolder::External { client: "t".into() };
+        for lease in store.lease(&[queue()], count, holder).await.unwrap() {
+            store.complete(lease.job, lease.attempt, None, None).await.unwrap();
+        }
+    };
+    let completed = async || store.stats().await.unwrap()[0].completed;
+    // 20 kept, at most twice the limit: they wait for the periodic round.
+    complete(20).await;
+    assert_eq!(store.maintain(false).unwrap().jobs_deleted, 0);
+    assert_eq!(completed().await, 20);
+    // Past twice the limit: any round deletes the oldest down to the limit.
+    complete(1).await;
+    assert_eq!(store.maintain(false).unwrap().jobs_deleted, 11);
+    assert_eq!(completed().await, 10);
+}
