@@ -230,7 +230,7 @@ fn decode_job(d: &mut Decoder<'_>) -> Result<(JobId, Job), DecodeError> {
         created_at: d.time("created at")?,
         payload: d.bytes("payload")?.into(),
         extra: d.option("extra", |d| {
-            Ok(Box::new(Extra {
+            Ok(std::sync::Arc::new(Extra {
                 payload_file: d.option("payload file", |d| Ok((d.str("file")?, d.uint("length")?)))?,
                 tags: d.seq("tags", |d| d.str("tag"))?,
                 unique: d.option("unique", |d| Ok((d.str("key")?, d.option("expiry", |d| d.time("expiry"))?)))?,

@@ -19,6 +19,7 @@
 //! recovered as lost (`RecoverNode`), so none of them matters then.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::command::{Action, Applied, Command, Reply};
 use crate::error::CoreError;
@@ -396,7 +397,8 @@ impl CoreState {
         }
         self.unindex(id);
         let job = self.jobs.remove(id).expect("checked");
-        let extra = job.extra.unwrap_or_default();
+        // Owned, unless a snapshot being written still shares it.
+        let extra = job.extra.map(Arc::unwrap_or_clone).unwrap_or_default();
         if let Some((key, _)) = extra.unique {
             let entry = (job.queue, key);
             if self.unique.get(&entry).is_some_and(|(owner, _)| *owner == id) {
@@ -479,8 +481,8 @@ impl CoreState {
                     let queue = self.queue_id_or_create(&new.queue);
                     let kind = self.kind_id_or_create(&new.kind);
                     let (payload, payload_file) = match &new.payload {
-                        Payload::Inline(bytes) => (bytes.clone().into_boxed_slice(), None),
-                        Payload::File { name, len } => (Box::default(), Some((name.clone(), *len))),
+                        Payload::Inline(bytes) => (Arc::from(bytes.as_slice()), None),
+                        Payload::File { name, len } => (Arc::default(), Some((name.clone(), *len))),
                     };
                     let mut job = Job {
                         queue,

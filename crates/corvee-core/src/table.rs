@@ -9,6 +9,7 @@
 //! overhead, and emptied chunks are freed.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::ids::{JobId, LeaseHolder, Timestamp};
 use crate::job::{AttemptError, Progress};
@@ -55,9 +56,11 @@ pub(crate) struct Job {
     /// When a pending job becomes available.
     pub(crate) run_at: Timestamp,
     pub(crate) created_at: Timestamp,
-    /// The inline payload (empty if it is in a data file).
-    pub(crate) payload: Box<[u8]>,
-    pub(crate) extra: Option<Box<Extra>>,
+    /// The inline payload (empty if it is in a data file). Shared, so
+    /// that copying a chunk (see [`JobTable`]) copies no payload.
+    pub(crate) payload: Arc<[u8]>,
+    /// Shared like the payload; written through [`Job::extra_mut`].
+    pub(crate) extra: Option<Arc<Extra>>,
 }
 
 /// What most queued jobs do not have.
@@ -93,7 +96,7 @@ impl Job {
 
     /// The extra fields, allocating them if the job has none yet.
     pub(crate) fn extra_mut(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Box::default)
+        Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
     }
 
     pub(crate) fn extra(&self) -> Option<&Extra> {
@@ -110,12 +113,15 @@ struct Chunk {
     live: u32,
 }
 
-/// Jobs by id.
+/// Jobs by id, in chunks of 1,024 consecutive ids. Chunks are shared
+/// between clones and copied on the first write (`Arc::make_mut`), so
+/// cloning the table — what a snapshot does while it holds the state lock —
+/// costs one reference count per chunk instead of a copy of every job.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JobTable {
     /// The chunk number of `chunks[0]`.
     first_chunk: u64,
-    chunks: VecDeque<Option<Box<Chunk>>>,
+    chunks: VecDeque<Option<Arc<Chunk>>>,
     len: usize,
 }
 
@@ -135,7 +141,7 @@ impl JobTable {
 
     fn chunk_mut(&mut self, number: u64) -> Option<&mut Chunk> {
         let index = number.checked_sub(self.first_chunk)?;
-        self.chunks.get_mut(usize::try_from(index).ok()?)?.as_deref_mut()
+        self.chunks.get_mut(usize::try_from(index).ok()?)?.as_mut().map(Arc::make_mut)
     }
 
     pub(crate) fn get(&self, id: JobId) -> Option<&Job> {
@@ -162,9 +168,9 @@ impl JobTable {
         while self.chunks.len() <= index {
             self.chunks.push_back(None);
         }
-        let chunk = self.chunks[index].get_or_insert_with(|| {
-            Box::new(Chunk { slots: std::iter::repeat_with(|| None).take(CHUNK).collect(), live: 0 })
-        });
+        let chunk = Arc::make_mut(self.chunks[index].get_or_insert_with(|| {
+            Arc::new(Chunk { slots: std::iter::repeat_with(|| None).take(CHUNK).collect(), live: 0 })
+        }));
         assert!(chunk.slots[slot].is_none(), "job {id} inserted twice");
         chunk.slots[slot] = Some(job);
         chunk.live += 1;
@@ -175,7 +181,7 @@ impl JobTable {
     pub(crate) fn remove(&mut self, id: JobId) -> Option<Job> {
         let (number, slot) = position(id);
         let index = usize::try_from(number.checked_sub(self.first_chunk)?).ok()?;
-        let chunk = self.chunks.get_mut(index)?.as_deref_mut()?;
+        let chunk = Arc::make_mut(self.chunks.get_mut(index)?.as_mut()?);
         let job = chunk.slots[slot].take()?;
         chunk.live -= 1;
         self.len -= 1;
@@ -226,7 +232,7 @@ mod tests {
             flags: 0,
             run_at: Timestamp(0),
             created_at: Timestamp(0),
-            payload: Box::new([]),
+            payload: Arc::new([]),
             extra: None,
         }
     }
@@ -252,5 +258,39 @@ mod tests {
         assert!(table.chunks.len() <= 3, "{} chunks kept", table.chunks.len());
         assert_eq!(table.iter_after(JobId(0)).count(), 2000);
         assert_eq!(table.iter_after(JobId(0)).next().unwrap().0, JobId(3001));
+    }
+
+    #[test]
+    fn a_clone_shares_chunks_until_either_side_writes_to_one() {
+        let mut table = JobTable::default();
+        for id in 1..=3000u64 {
+            table.insert(JobId(id), job(id as u32));
+        }
+        table.get_mut(JobId(5)).unwrap().extra_mut().tags.push("before".into());
+        let copy = table.clone();
+        let shared = |a: &JobTable, b: &JobTable| {
+            a.chunks
+                .iter()
+                .zip(&b.chunks)
+                .filter(|(a, b)| match (a, b) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                })
+                .count()
+        };
+        assert_eq!(shared(&table, &copy), 3, "a clone copies no chunk");
+        // Writes through every path: the written chunks are copied, the
+        // clone keeps what it saw.
+        table.get_mut(JobId(5)).unwrap().priority = 0;
+        table.get_mut(JobId(5)).unwrap().extra_mut().tags.push("after".into());
+        table.remove(JobId(2000));
+        table.insert(JobId(3001), job(1));
+        assert_eq!(shared(&table, &copy), 0);
+        assert_eq!(copy.get(JobId(5)).unwrap().priority, 5);
+        assert_eq!(copy.get(JobId(5)).unwrap().extra().unwrap().tags, ["before"]);
+        assert_eq!(table.get(JobId(5)).unwrap().extra().unwrap().tags, ["before", "after"]);
+        assert_eq!(copy.get(JobId(2000)).unwrap().priority, 2000);
+        assert!(table.get(JobId(2000)).is_none() && copy.get(JobId(3001)).is_none());
+        assert_eq!((table.len(), copy.len()), (3000, 3000));
     }
 }
