@@ -82,6 +82,7 @@ fn main() -> Result<()> {
         }
         "disk" => {
             report("disk", "fdatasync_4k", disk_fdatasync_rate(&path("dir")?)?, "ops/s");
+            report("cpu", "thread_round_trip", thread_round_trip_micros()?, "us");
             Ok(())
         }
         "tsp" => {
@@ -165,6 +166,34 @@ fn measure(name: &str, system: &dyn System, seconds: f64, only: &Only) -> Result
         report(name, "payload_64kib_end_to_end", rate * (64 << 10) as f64 / 1e6, "MB/s");
     }
     Ok(())
+}
+
+/// What one request/reply between two threads over a Unix socket costs
+/// here, one byte each way (two wake-ups), averaged over 20,000. A closed-
+/// loop producer pays it at least once per request, and more for each
+/// hand-off between threads inside the server: with the disk's fsync rate,
+/// it bounds what few producers can reach.
+fn thread_round_trip_micros() -> Result<f64> {
+    use std::io::{Read, Write};
+    let (mut client, mut server) = std::os::unix::net::UnixStream::pair()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut byte = [0u8; 1];
+        while server.read(&mut byte)? == 1 {
+            server.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    const ROUNDS: u32 = 20_000;
+    let mut byte = [0u8; 1];
+    let started = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        client.write_all(b"x")?;
+        client.read_exact(&mut byte)?;
+    }
+    let micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+    drop(client);
+    echo.join().map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
+    Ok(micros)
 }
 
 /// What the disk under `dir` allows right now: 4-KiB overwrites of a

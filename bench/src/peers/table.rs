@@ -74,6 +74,17 @@ pub fn render(lines: &str) -> String {
             group_digits(values[values.len() - 1]),
         );
     }
+    if let Some((mut values, unit)) = lookup("cpu", "thread_round_trip") {
+        values.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            table,
+            "A request and its reply between two threads over a Unix socket: {:.0} {unit} (median of {} probes, {:.0}–{:.0}).",
+            values[values.len() / 2],
+            values.len(),
+            values[0],
+            values[values.len() - 1],
+        );
+    }
     table
 }
 
