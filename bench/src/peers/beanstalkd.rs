@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use crate::conn::Conn;
-use crate::harness::{monotonic_ns, stamp_of, Consumers, Probe, Producer, System};
+use crate::harness::{monotonic_ns, spawn_worker, stamp_of, Consumers, Probe, Producer, System};
 
 #[derive(Debug)]
 pub struct Beanstalkd {
@@ -92,26 +92,12 @@ impl System for Beanstalkd {
                 }
             }
             conn.stop_on(probe.stop.clone())?;
-            let (probe, record_latency) = (probe.clone(), queue == "latency");
-            threads.push(std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                let result = work(&mut conn, window, &probe, record_latency.then_some(&mut latencies));
-                match result {
-                    Err(_) if probe.stop.load(Ordering::Relaxed) => Ok(latencies),
-                    Err(error) => Err(error),
-                    Ok(()) => Ok(latencies),
-                }
+            let (worker_probe, record_latency) = (probe.clone(), queue == "latency");
+            threads.push(spawn_worker(&probe, move |latencies| {
+                work(&mut conn, window, &worker_probe, record_latency.then_some(latencies))
             }));
         }
-        Ok(Consumers {
-            finish: Box::new(move || {
-                let mut all = Vec::new();
-                for thread in threads {
-                    all.extend(thread.join().expect("worker thread panicked")?);
-                }
-                Ok(all)
-            }),
-        })
+        Ok(Consumers::joining(threads))
     }
 }
 

@@ -41,6 +41,40 @@ pub struct Consumers {
     pub finish: Box<dyn FnOnce() -> Result<Vec<u64>> + Send>,
 }
 
+/// A worker on a thread of this process, for [`Consumers::joining`]:
+/// `work` records latencies into the vector it is given; an error once
+/// `probe.stop` is raised (its connection shut down under it) is a clean
+/// stop.
+pub type WorkerThread = std::thread::JoinHandle<Result<Vec<u64>>>;
+
+/// Starts a [`WorkerThread`].
+pub fn spawn_worker(probe: &Probe, work: impl FnOnce(&mut Vec<u64>) -> Result<()> + Send + 'static) -> WorkerThread {
+    let stop = probe.stop.clone();
+    std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        match work(&mut latencies) {
+            Err(_) if stop.load(Ordering::Relaxed) => Ok(latencies),
+            Err(error) => Err(error),
+            Ok(()) => Ok(latencies),
+        }
+    })
+}
+
+impl Consumers {
+    /// Waits for worker threads and gathers their latencies.
+    pub fn joining(threads: Vec<WorkerThread>) -> Consumers {
+        Consumers {
+            finish: Box::new(move || {
+                let mut all = Vec::new();
+                for thread in threads {
+                    all.extend(thread.join().expect("worker thread panicked")?);
+                }
+                Ok(all)
+            }),
+        }
+    }
+}
+
 pub trait System: Sync {
     fn producer(&self, queue: &str) -> Result<Box<dyn Producer>>;
     /// Starts `workers` workers on `queue`, each taking up to `window` jobs
