@@ -330,6 +330,7 @@ async fn route_store_events(daemon: Arc<Daemon>) {
             Ok(event) => event,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "store events lagged: looking for cancels and expired leases among them");
+                daemon.metrics.store_events_missed.fetch_add(missed, Ordering::Relaxed);
                 resync_interrupts(&daemon).await;
                 continue;
             }

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub spool_ingested: AtomicU64,
     /// Spool files refused (moved to `failed/`).
     pub spool_failed: AtomicU64,
+    /// Store events the daemon's router missed in bursts (its buffer
+    /// overflowed); `corvee_jobs_finished_total` misses as many at most.
+    pub store_events_missed: AtomicU64,
 }
 
 /// Adds `by` to the count under `key`, allocating the key only the first
@@ -155,6 +158,13 @@ impl Metrics {
              corvee_spool_files_total{{outcome=\"ingested\"}} {}\ncorvee_spool_files_total{{outcome=\"failed\"}} {}",
             self.spool_ingested.load(Ordering::Relaxed),
             self.spool_failed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP corvee_store_events_missed_total Store events the daemon fell behind on (counters derived from \
+             them undercount by as many; cancels and lease expiries are recovered from the state).\n\
+             # TYPE corvee_store_events_missed_total counter\ncorvee_store_events_missed_total {}",
+            self.store_events_missed.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
