@@ -43,6 +43,9 @@ pub struct Config {
     pub max_log_bytes_per_job: u64,
     /// How long a graceful shutdown waits for running jobs to stop.
     pub shutdown_grace: Duration,
+    /// Store events buffered for the daemon's router before it falls
+    /// behind (and recovers cancels and expiries from the state).
+    pub event_buffer: usize,
     /// The monitor's thresholds.
     pub monitor: MonitorConfig,
 }
@@ -122,6 +125,7 @@ impl Default for Config {
             },
             max_log_bytes_per_job: 1 << 20,
             shutdown_grace: Duration::from_secs(10),
+            event_buffer: 65_536,
             monitor: MonitorConfig {
                 interval: Duration::from_secs(2),
                 stuck_after: Duration::from_secs(30),
@@ -138,6 +142,7 @@ impl Default for Config {
 struct File {
     node: Option<u64>,
     shutdown_grace: Option<String>,
+    event_buffer: Option<usize>,
     #[serde(default)]
     http: HttpFile,
     #[serde(default)]
@@ -267,6 +272,12 @@ impl Config {
         }
         if let Some(grace) = duration("shutdown_grace", &file.shutdown_grace)? {
             config.shutdown_grace = grace;
+        }
+        if let Some(buffer) = file.event_buffer {
+            if !(1..=1 << 24).contains(&buffer) {
+                return Err(error(format!("key event_buffer: {buffer} is not between 1 and 16777216")));
+            }
+            config.event_buffer = buffer;
         }
         if let Some(interval) = duration("monitor.interval", &file.monitor.interval)? {
             if interval.is_zero() {

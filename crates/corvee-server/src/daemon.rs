@@ -34,9 +34,6 @@ use crate::leftovers::{DaemonLock, ProcessLedger};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 
-/// Store events buffered for the daemon's router before it lags.
-const STORE_EVENT_CAPACITY: usize = 65_536;
-
 /// How a daemon is started.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -141,12 +138,12 @@ impl Daemon {
             tracing::warn!(pgid = leftover.pgid, "killed a process group left running by a previous daemon");
         }
 
-        // Room for a burst of ~20,000 jobs' changes: the events carry
-        // cancels and expiries too (see `resync_interrupts` for when they
-        // overflow anyway).
+        // By default room for a burst of ~20,000 jobs' changes: the events
+        // carry cancels and expiries too (see `resync_interrupts` for when
+        // they overflow anyway).
         let store_options = LocalStoreOptions {
             node: config.node,
-            event_capacity: STORE_EVENT_CAPACITY,
+            event_capacity: config.event_buffer,
             ..LocalStoreOptions::default()
         };
         let limits = store_options.limits.clone();
@@ -331,6 +328,8 @@ async fn route_store_events(daemon: Arc<Daemon>) {
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "store events lagged: looking for cancels and expired leases among them");
                 daemon.metrics.store_events_missed.fetch_add(missed, Ordering::Relaxed);
+                // Waiters and event streams re-read the state too.
+                daemon.hub.publish(ApiEvent::Missed { count: missed });
                 resync_interrupts(&daemon).await;
                 continue;
             }

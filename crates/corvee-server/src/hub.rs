@@ -68,6 +68,13 @@ pub enum ApiEvent {
         /// The jobs it holds (when not refused).
         jobs: Vec<u64>,
     },
+    /// The daemon fell behind the store's events and missed `count` of
+    /// them: whoever waits for a job's change must look at its state again.
+    /// Streamed like a client's own lag.
+    Missed {
+        /// How many.
+        count: u64,
+    },
 }
 
 impl ApiEvent {
@@ -81,6 +88,7 @@ impl ApiEvent {
             ApiEvent::Worker { .. } => "worker",
             ApiEvent::Monitor(_) => "monitor",
             ApiEvent::Spool { .. } => "spool",
+            ApiEvent::Missed { .. } => "lagged",
         }
     }
 
@@ -107,6 +115,7 @@ impl ApiEvent {
             }
             ApiEvent::Monitor(value) => value.clone(),
             ApiEvent::Spool { file, outcome, jobs } => json!({"file": file, "outcome": outcome, "jobs": jobs}),
+            ApiEvent::Missed { count } => json!({"missed": count}),
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::ApiError;
 use crate::daemon::Daemon;
+use crate::hub::ApiEvent;
 
 /// How long an event stream may stay silent before a comment is sent.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -49,7 +50,8 @@ pub async fn stream(
             };
             let frame = match received {
                 Ok(event) => {
-                    if job.is_some_and(|job| event.job() != Some(job)) {
+                    let about_others = job.is_some_and(|job| event.job() != Some(job));
+                    if about_others && !matches!(event, ApiEvent::Missed { .. }) {
                         continue;
                     }
                     format!("event: {}\ndata: {}\n\n", event.name(), event.data())

@@ -283,7 +283,9 @@ pub async fn wait(
                 Ok(Ok(ApiEvent::Job { id: changed, .. } | ApiEvent::JobDeleted { id: changed })) if changed == id => {
                     break
                 }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                // Events were missed (by this waiter or by the daemon):
+                // the job's may be among them.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) | Ok(ApiEvent::Missed { .. })) => break,
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -182,3 +182,65 @@ async fn a_pause_survives_a_restart_unless_the_configuration_decides() {
     assert_eq!(paused("news"), false, "the file says news runs: {queues}");
     daemon.stop().await;
 }
+
+/// Polls a job until it reaches `state` (bounded). For tests whose daemon
+/// misses events on purpose, where waiting on the event stream could miss
+/// the very change.
+async fn poll_for_state(socket: &std::path::Path, id: u64, state: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let current = job(socket, id).await;
+        if current["state"] == state {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {id} never became {state}: {current}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// With a store-event buffer of one, the daemon misses most events of a
+/// burst, the interrupts of cancelled jobs among them; it finds those
+/// cancels from the state instead, so every running job cancelled in the
+/// middle of a burst of enqueues ends cancelled, and waiting on a job whose
+/// change was missed still returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancels_missed_in_a_burst_of_events_still_interrupt_their_jobs() {
+    let daemon = TestDaemon::start("event_buffer = 1\n\n[commands]\nconcurrency = 8\n").await;
+    let socket = daemon.socket();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let created = post_json(&socket, "/v1/commands", json!({"argv": ["sleep", "600"]})).await.json();
+        ids.push(created["jobs"][0]["id"].as_u64().unwrap());
+    }
+    for &id in &ids {
+        poll_for_state(&socket, id, "running").await;
+    }
+    // Bursts of 64 jobs into a queue nobody takes, while the eight are
+    // cancelled one by one.
+    let burst = json!({"jobs": (0..64).map(|_| json!({"queue": "idle", "kind": "k"})).collect::<Vec<_>>()});
+    let cancel_all = async {
+        for &id in &ids {
+            let cancelled = post_json(&socket, &format!("/v1/jobs/{id}/cancel"), json!({})).await.json();
+            assert_eq!(cancelled["outcome"], "cancel_requested", "{cancelled}");
+        }
+    };
+    let enqueue_bursts = async {
+        for _ in 0..20 {
+            assert_eq!(post_json(&socket, "/v1/jobs", burst.clone()).await.status, 201);
+        }
+    };
+    tokio::join!(cancel_all, enqueue_bursts);
+    for &id in &ids {
+        let done = request(&socket, "GET", &format!("/v1/jobs/{id}/wait?timeout_ms=30000"), None).await.json();
+        assert_eq!(done["state"], "cancelled", "{done}");
+    }
+    let metrics = String::from_utf8(request(&socket, "GET", "/metrics", None).await.body).unwrap();
+    let missed: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("corvee_store_events_missed_total "))
+        .expect("the missed-events counter")
+        .parse()
+        .unwrap();
+    assert!(missed > 0, "the burst overflowed the buffer of one:\n{metrics}");
+    daemon.stop().await;
+}
