@@ -70,3 +70,52 @@ async fn a_command_jobs_output_is_its_log() {
     assert_eq!(followed.body, logs.body);
     daemon.stop().await;
 }
+
+/// The journal's group-commit batches so far, from `/metrics`.
+async fn journal_batches(socket: &std::path::Path) -> u64 {
+    let metrics = String::from_utf8(request(socket, "GET", "/metrics", None).await.body).unwrap();
+    metrics.lines().find_map(|line| line.strip_prefix("corvee_journal_batches_total ")).unwrap().parse().unwrap()
+}
+
+/// HTTP/2 with prior knowledge, on the same socket as HTTP/1.1: 64 enqueues
+/// sent at once as streams of one connection are each acknowledged with
+/// their own job, and they share fsyncs (HTTP/1.1 would answer them one
+/// after another, one fsync each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_one_http2_connection_run_concurrently_and_share_fsyncs() {
+    let daemon = TestDaemon::start("").await;
+    let socket = daemon.socket();
+    let batches_before = journal_batches(&socket).await;
+    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let (sender, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut responses = Vec::new();
+    for index in 0..64 {
+        let mut sender = sender.clone().ready().await.unwrap();
+        let request = http::Request::post("http://corvee/v1/jobs").header("content-type", "application/json");
+        let (response, mut body) = sender.send_request(request.body(()).unwrap(), false).unwrap();
+        let job = json!({"queue": "h2", "kind": "k", "payload": format!("job {index}")});
+        body.send_data(bytes::Bytes::from(job.to_string()), true).unwrap();
+        responses.push(response);
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for response in responses {
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 201);
+        let mut body = response.into_body();
+        let mut answer = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+            answer.extend_from_slice(&chunk);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        ids.insert(answer["jobs"][0]["id"].as_u64().unwrap());
+    }
+    assert_eq!(ids.len(), 64, "each stream got a job of its own: {ids:?}");
+    let batches = journal_batches(&socket).await - batches_before;
+    assert!(batches < 64, "64 concurrent enqueues took {batches} fsyncs");
+    let listed = request(&socket, "GET", "/v1/jobs?queue=h2&limit=1000", None).await.json();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 64);
+    daemon.stop().await;
+}
