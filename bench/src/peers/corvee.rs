@@ -2,8 +2,10 @@
 //! by `bench/run-peers` with a pool of no-op protocol workers) and its HTTP
 //! API on the Unix socket `<dir>/corvee.sock` (docs/http-api.md), spoken by
 //! a hand-written HTTP/1.1 client over keep-alive connections. A batch is
-//! one `POST /v1/jobs` with `{"jobs": [...]}`; several requests in flight
-//! on one connection are pipelined. Completions are counted from
+//! one `POST /v1/jobs` with `{"jobs": [...]}`. Several requests in flight
+//! on one connection go as concurrent HTTP/2 streams (the daemon speaks
+//! both; HTTP/1.1 answers pipelined requests one after another, each after
+//! its fsync, where streams share fsyncs). Completions are counted from
 //! `GET /v1/queues`, polled every 5 ms; enqueue→start latency is noted by
 //! the worker process itself when the job reaches it (this binary, run by
 //! the daemon as `peers corvee-worker --latency-dir DIR`), like the other
@@ -100,14 +102,19 @@ struct CorveeProducer {
     outstanding: usize,
 }
 
+/// One job's request, or a batch's.
+fn enqueue_body(queue: &str, jobs: &[Vec<u8>]) -> Result<String> {
+    Ok(if let [job] = jobs {
+        job_json(queue, job)?
+    } else {
+        let jobs: Vec<String> = jobs.iter().map(|job| job_json(queue, job)).collect::<Result<_>>()?;
+        format!(r#"{{"jobs":[{}]}}"#, jobs.join(","))
+    })
+}
+
 impl Producer for CorveeProducer {
     fn send(&mut self, jobs: &[Vec<u8>]) -> Result<()> {
-        let body = if let [job] = jobs {
-            job_json(&self.queue, job)?
-        } else {
-            let jobs: Vec<String> = jobs.iter().map(|job| job_json(&self.queue, job)).collect::<Result<_>>()?;
-            format!(r#"{{"jobs":[{}]}}"#, jobs.join(","))
-        };
+        let body = enqueue_body(&self.queue, jobs)?;
         push_request(&mut self.conn, "POST", "/v1/jobs", body.as_bytes());
         self.outstanding += 1;
         Ok(())
@@ -121,6 +128,60 @@ impl Producer for CorveeProducer {
             bail!("corvee answered {status} to an enqueue: {}", String::from_utf8_lossy(&body));
         }
         Ok(())
+    }
+}
+
+/// Requests in flight on one HTTP/2 connection: each is a stream, sent by a
+/// task of a current-thread runtime that runs while `receive` waits.
+struct Http2Producer {
+    runtime: tokio::runtime::Runtime,
+    sender: h2::client::SendRequest<bytes::Bytes>,
+    queue: String,
+    responses: std::collections::VecDeque<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Http2Producer {
+    fn connect(socket: &Path, queue: &str) -> Result<Http2Producer> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let sender = runtime.block_on(async {
+            let stream = tokio::net::UnixStream::connect(socket).await?;
+            let (sender, connection) = h2::client::handshake(stream).await?;
+            tokio::spawn(connection);
+            anyhow::Ok(sender)
+        })?;
+        Ok(Http2Producer { runtime, sender, queue: queue.into(), responses: Default::default() })
+    }
+}
+
+impl Producer for Http2Producer {
+    fn send(&mut self, jobs: &[Vec<u8>]) -> Result<()> {
+        let body = enqueue_body(&self.queue, jobs)?;
+        let sender = self.sender.clone();
+        self.responses.push_back(self.runtime.spawn(async move {
+            let mut sender = sender.ready().await?;
+            let request = http::Request::post("http://corvee/v1/jobs").header("content-type", "application/json");
+            let (response, mut stream) = sender.send_request(request.body(())?, false)?;
+            stream.send_data(bytes::Bytes::from(body), true)?;
+            let response = response.await?;
+            let status = response.status();
+            let mut body = response.into_body();
+            let mut answer = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                body.flow_control().release_capacity(chunk.len())?;
+                answer.extend_from_slice(&chunk);
+            }
+            if status != 201 {
+                bail!("corvee answered {status} to an enqueue: {}", String::from_utf8_lossy(&answer));
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    fn receive(&mut self) -> Result<()> {
+        let oldest = self.responses.pop_front().context("receive without an outstanding request")?;
+        self.runtime.block_on(oldest)?
     }
 }
 
@@ -196,6 +257,10 @@ fn read_latencies(latency_dir: &Path) -> Result<Vec<u64>> {
 impl System for Corvee {
     fn producer(&self, queue: &str) -> Result<Box<dyn Producer>> {
         Ok(Box::new(CorveeProducer { conn: Conn::connect(&self.socket)?, queue: queue.into(), outstanding: 0 }))
+    }
+
+    fn pipelined_producer(&self, queue: &str) -> Result<Box<dyn Producer>> {
+        Ok(Box::new(Http2Producer::connect(&self.socket, queue)?))
     }
 
     /// The daemon's worker pool is always running; this only watches the

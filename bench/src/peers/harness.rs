@@ -77,6 +77,11 @@ impl Consumers {
 
 pub trait System: Sync {
     fn producer(&self, queue: &str) -> Result<Box<dyn Producer>>;
+    /// A producer that keeps several requests in flight on its one
+    /// connection: `producer` unless the system has a way of its own.
+    fn pipelined_producer(&self, queue: &str) -> Result<Box<dyn Producer>> {
+        self.producer(queue)
+    }
     /// Starts `workers` workers on `queue`, each taking up to `window` jobs
     /// at a time; they count completed jobs in `probe.completed`. Workers
     /// of the queue named `latency` record enqueue→start latencies.
@@ -122,7 +127,8 @@ pub fn enqueue_rate(
         let handles: Vec<_> = (0..producers)
             .map(|_| {
                 scope.spawn(|| -> Result<(u64, Instant)> {
-                    let mut producer = system.producer(queue)?;
+                    let mut producer =
+                        if in_flight > 1 { system.pipelined_producer(queue)? } else { system.producer(queue)? };
                     barrier.wait();
                     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
                     let mut sequence = 0u64;
