@@ -250,6 +250,9 @@ fn a_command_left_running_by_a_killed_daemon_is_killed_before_its_job_runs_again
     let pid_file = scratch.path().join("pid");
     poll_until("the command to start", || pid_file.exists());
     let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().expect("a pid");
+    // The daemon records the group right after the spawn returns, and the
+    // child may get this far before it does (ARCHITECTURE.md, leftovers.rs).
+    poll_until("the command's group in the daemon's ledger", || daemon.ledger_groups().contains(&pid));
 
     daemon.kill_9();
     assert!(is_alive(pid), "a command job has no socket to notice its daemon died: it outlives it");
