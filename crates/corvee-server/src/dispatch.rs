@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corvee_core::{InterruptCause, JobId, Timestamp};
+use corvee_core::{InterruptCause, JobId, QueueName, Timestamp};
 use corvee_store::{LeasedJob, PayloadData, Store};
 use corvee_supervisor::{CommandError, CommandJob, CommandSpec, JobToRun, Payload, ProgressState, SubmitError};
 
@@ -67,33 +67,41 @@ fn interrupt_early(daemon: &Daemon, job: JobId, attempt: u32, cause: Option<Inte
     }
 }
 
+/// The next leases for a runner: waits for it to have room
+/// (`wait_for_capacity`, then `free_capacity` slots) and for work in
+/// `queues`, then leases up to that many jobs. A failed lease is logged and
+/// tried again a moment later. `None` once the daemon stops.
+async fn next_leases<W: std::future::Future<Output = ()>>(
+    daemon: &Daemon,
+    queues: &[QueueName],
+    runner: &str,
+    wait_for_capacity: impl Fn() -> W,
+    free_capacity: impl Fn() -> usize,
+) -> Option<Vec<LeasedJob>> {
+    loop {
+        unless_stopping(daemon, wait_for_capacity()).await?;
+        let free = free_capacity();
+        if free == 0 || !unless_stopping(daemon, daemon.store.wait_for_available(queues, WAIT_SLICE)).await? {
+            continue;
+        }
+        match daemon.store.lease(queues, free as u32, daemon.holder.clone()).await {
+            Ok(leases) => return Some(leases),
+            Err(error) => {
+                tracing::error!(runner, "leasing failed: {error}");
+                unless_stopping(daemon, tokio::time::sleep(WAIT_SLICE)).await?;
+            }
+        }
+    }
+}
+
 /// Leases for worker pool `index` until shutdown.
 pub async fn run_pool(daemon: Arc<Daemon>, index: usize) {
     let pool = &daemon.pools[index];
     let queues = pool.settings.queues.clone();
-    loop {
-        if unless_stopping(&daemon, pool.pool.wait_for_capacity()).await.is_none() {
-            return;
-        }
-        let free = pool.pool.free_capacity();
-        if free == 0 {
-            continue;
-        }
-        match unless_stopping(&daemon, daemon.store.wait_for_available(&queues, WAIT_SLICE)).await {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        let leases = match daemon.store.lease(&queues, free as u32, daemon.holder.clone()).await {
-            Ok(leases) => leases,
-            Err(error) => {
-                tracing::error!(pool = %pool.settings.pool.name, "leasing failed: {error}");
-                if unless_stopping(&daemon, tokio::time::sleep(WAIT_SLICE)).await.is_none() {
-                    return;
-                }
-                continue;
-            }
-        };
+    let name = format!("pool {}", pool.settings.pool.name);
+    while let Some(leases) =
+        next_leases(&daemon, &queues, &name, || pool.pool.wait_for_capacity(), || pool.pool.free_capacity()).await
+    {
         for lease in leases {
             observe_wait(&daemon, &lease);
             let (job, attempt) = (lease.job, lease.attempt);
@@ -124,29 +132,10 @@ pub async fn run_pool(daemon: Arc<Daemon>, index: usize) {
 /// Leases command jobs for the command runner until shutdown.
 pub async fn run_commands(daemon: Arc<Daemon>) {
     let queues = vec![daemon.config.commands.queue.clone()];
-    loop {
-        if unless_stopping(&daemon, daemon.commands.wait_for_capacity()).await.is_none() {
-            return;
-        }
-        let free = daemon.commands.free_capacity();
-        if free == 0 {
-            continue;
-        }
-        match unless_stopping(&daemon, daemon.store.wait_for_available(&queues, WAIT_SLICE)).await {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
-        }
-        let leases = match daemon.store.lease(&queues, free as u32, daemon.holder.clone()).await {
-            Ok(leases) => leases,
-            Err(error) => {
-                tracing::error!("leasing command jobs failed: {error}");
-                if unless_stopping(&daemon, tokio::time::sleep(WAIT_SLICE)).await.is_none() {
-                    return;
-                }
-                continue;
-            }
-        };
+    let commands = &daemon.commands;
+    while let Some(leases) =
+        next_leases(&daemon, &queues, "commands", || commands.wait_for_capacity(), || commands.free_capacity()).await
+    {
         for lease in leases {
             observe_wait(&daemon, &lease);
             let (job, attempt) = (lease.job, lease.attempt);
