@@ -39,7 +39,7 @@ impl CoreState {
         progress: Option<Progress>,
     ) -> Result<Applied, CoreError> {
         self.running(job, attempt)?;
-        self.check_size("checkpoint", checkpoint.len(), self.limits.max_checkpoint_bytes)?;
+        self.check_checkpoint(Some(&checkpoint))?;
         let progress = self.final_progress(job, progress);
         self.commit(vec![Record::Checkpointed { job, attempt, checkpoint, progress }], Reply::Done, Vec::new())
     }
@@ -77,13 +77,10 @@ impl CoreState {
         now: Timestamp,
     ) -> Result<Applied, CoreError> {
         let entry = self.running(job, attempt)?;
-        if let Some(checkpoint) = &checkpoint {
-            self.check_size("checkpoint", checkpoint.len(), self.limits.max_checkpoint_bytes)?;
-        }
+        self.check_checkpoint(checkpoint.as_deref())?;
         let progress = self.final_progress(job, progress);
         if entry.has(FLAG_CANCEL_REQUESTED) {
-            let record = Record::Cancelled { job, at: now, attempt: Some(attempt), checkpoint, progress };
-            return self.commit(vec![record], Reply::Disposed(Disposition::Cancelled), Vec::new());
+            return self.cancel_attempt(job, attempt, checkpoint, progress, now);
         }
         let error = truncate_text(error, self.limits.max_error_bytes);
         let retry_at = (retryable && entry.attempts_used < entry.max_attempts).then(|| {
@@ -141,13 +138,10 @@ impl CoreState {
         now: Timestamp,
     ) -> Result<Applied, CoreError> {
         let entry = self.running(job, attempt)?;
-        if let Some(checkpoint) = &checkpoint {
-            self.check_size("checkpoint", checkpoint.len(), self.limits.max_checkpoint_bytes)?;
-        }
+        self.check_checkpoint(checkpoint.as_deref())?;
         let progress = self.final_progress(job, progress);
         if entry.has(FLAG_CANCEL_REQUESTED) || cause == InterruptCause::Cancel {
-            let record = Record::Cancelled { job, at: now, attempt: Some(attempt), checkpoint, progress };
-            return self.commit(vec![record], Reply::Disposed(Disposition::Cancelled), Vec::new());
+            return self.cancel_attempt(job, attempt, checkpoint, progress, now);
         }
         match cause {
             InterruptCause::Deadline => {
@@ -161,6 +155,27 @@ impl CoreState {
                 self.commit(vec![record], Reply::Disposed(Disposition::Released), actions)
             }
         }
+    }
+
+    /// Refuses a checkpoint over the limit.
+    fn check_checkpoint(&self, checkpoint: Option<&[u8]>) -> Result<(), CoreError> {
+        checkpoint.map_or(Ok(()), |checkpoint| {
+            self.check_size("checkpoint", checkpoint.len(), self.limits.max_checkpoint_bytes)
+        })
+    }
+
+    /// Ends a running attempt whose job had a cancel requested: the job is
+    /// cancelled, keeping what the attempt finished with.
+    fn cancel_attempt(
+        &mut self,
+        job: JobId,
+        attempt: Attempt,
+        checkpoint: Option<Vec<u8>>,
+        progress: Option<Progress>,
+        now: Timestamp,
+    ) -> Result<Applied, CoreError> {
+        let record = Record::Cancelled { job, at: now, attempt: Some(attempt), checkpoint, progress };
+        self.commit(vec![record], Reply::Disposed(Disposition::Cancelled), Vec::new())
     }
 
     /// The progress to journal with the end of an attempt: what the report
