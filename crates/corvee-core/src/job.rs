@@ -94,6 +94,17 @@ impl fmt::Display for JobState {
     }
 }
 
+impl std::str::FromStr for JobState {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<JobState, String> {
+        JobState::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = JobState::ALL.iter().map(|state| state.as_str()).collect();
+            format!("unknown job state {name:?} (one of: {})", names.join(", "))
+        })
+    }
+}
+
 /// A job's input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {

@@ -59,6 +59,7 @@ pub struct JobEvent {
     /// Its queue.
     pub queue: String,
     /// Its new state.
+    #[serde(with = "super::job::state_name")]
     pub state: JobState,
     /// The running (or last) attempt, if any.
     #[serde(default)]

@@ -1,7 +1,5 @@
 //! The job object the daemon answers with, and the filter for listing jobs.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +16,7 @@ pub struct Job {
     /// What the worker dispatches on.
     pub kind: String,
     /// Where it is in its life.
+    #[serde(with = "state_name")]
     pub state: JobState,
     /// Lower runs first.
     pub priority: u32,
@@ -80,71 +79,23 @@ pub struct Job {
     pub other: Map<String, Value>,
 }
 
-/// A job's state (River's words; `docs/state-machine.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting for its `run_at`.
-    Scheduled,
-    /// Ready to run.
-    Available,
-    /// Leased to an attempt.
-    Running,
-    /// Failed; runs again at its backoff time.
-    Retryable,
-    /// Finished successfully.
-    Completed,
-    /// Cancelled.
-    Cancelled,
-    /// Attempts exhausted, or failed permanently.
-    Discarded,
-}
+/// A job's state: the job engine's own type (`docs/state-machine.md`), in
+/// JSON by its lowercase name.
+pub use corvee_core::JobState;
 
-impl JobState {
-    /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 7] = [
-        JobState::Scheduled,
-        JobState::Available,
-        JobState::Running,
-        JobState::Retryable,
-        JobState::Completed,
-        JobState::Cancelled,
-        JobState::Discarded,
-    ];
+/// `JobState` as its name in JSON (the core type has no serde).
+pub(crate) mod state_name {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-    /// The state's name in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Scheduled => "scheduled",
-            JobState::Available => "available",
-            JobState::Running => "running",
-            JobState::Retryable => "retryable",
-            JobState::Completed => "completed",
-            JobState::Cancelled => "cancelled",
-            JobState::Discarded => "discarded",
-        }
+    use super::JobState;
+
+    pub fn serialize<S: Serializer>(state: &JobState, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(state.as_str())
     }
 
-    /// Whether the job has ended: `completed`, `cancelled` or `discarded`.
-    pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Cancelled | JobState::Discarded)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<JobState, String> {
-        JobState::ALL.into_iter().find(|state| state.as_str() == name).ok_or_else(|| {
-            let names: Vec<&str> = JobState::ALL.iter().map(|state| state.as_str()).collect();
-            format!("unknown job state {name:?} (one of: {})", names.join(", "))
-        })
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<JobState, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
