@@ -31,10 +31,13 @@
 //!
 //! Usage: `peers SYSTEM [--seconds S] [--only TEXT] ENDPOINT...` (`--only`:
 //! just the figures whose names contain TEXT), `peers table --results
-//! FILE`, `peers disk --dir DIR` (the disk's fsync rate, for context), and
+//! FILE`, `peers disk --dir DIR` (the disk's fsync rate, a thread round trip and
+//! the ideal server's rate for 4 closed-loop clients, for context: see
+//! `ceiling.rs`), and
 //! `peers corvee-worker --latency-dir DIR` (run by corvee's daemon).
 
 mod beanstalkd;
+mod ceiling;
 mod conn;
 mod corvee;
 mod harness;
@@ -61,6 +64,10 @@ fn main() -> Result<()> {
     let only = Only(options.get("only").cloned());
     match command.as_str() {
         "corvee-worker" => corvee::worker(&path("latency-dir")?),
+        "ceiling-clients" => {
+            let clients = options.get("clients").context("ceiling-clients needs --clients")?.parse()?;
+            ceiling::run_clients(&path("socket")?, clients, seconds)
+        }
         "table" => {
             let lines = std::fs::read_to_string(path("results")?).context("reading the results")?;
             print!("{}", table::render(&lines));
@@ -83,6 +90,10 @@ fn main() -> Result<()> {
         "disk" => {
             report("disk", "fdatasync_4k", disk_fdatasync_rate(&path("dir")?)?, "ops/s");
             report("cpu", "thread_round_trip", thread_round_trip_micros()?, "us");
+            for grouping in ceiling::Grouping::ALL {
+                let rate = ceiling::closed_loop_rate(&path("dir")?, CEILING_CLIENTS, grouping, CEILING_SECONDS)?;
+                report("ceiling", &format!("closed_loop_4_clients_{}", grouping.name()), rate, "req/s");
+            }
             Ok(())
         }
         "tsp" => {
@@ -99,6 +110,11 @@ fn main() -> Result<()> {
 }
 
 const COMMAND_JOBS: u64 = 1000;
+
+/// The ideal server's probe (`ceiling.rs`): as many clients as the
+/// "4 producers" figure has, for two seconds per way of grouping.
+const CEILING_CLIENTS: usize = 4;
+const CEILING_SECONDS: f64 = 2.0;
 
 fn parse_options(arguments: impl Iterator<Item = String>) -> Result<HashMap<String, String>> {
     let mut options = HashMap::new();

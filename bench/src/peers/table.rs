@@ -63,27 +63,29 @@ pub fn render(lines: &str) -> String {
         }
         let _ = writeln!(table, " {unit} |");
     }
-    if let Some((mut values, unit)) = lookup("disk", "fdatasync_4k") {
-        values.sort_by(f64::total_cmp);
-        let _ = writeln!(
-            table,
-            "\nThe disk meanwhile: {} {unit} of 4-KiB writes each followed by fdatasync (median of {} probes, {}–{}).",
-            group_digits(values[values.len() / 2]),
-            values.len(),
-            group_digits(values[0]),
-            group_digits(values[values.len() - 1]),
-        );
-    }
-    if let Some((mut values, unit)) = lookup("cpu", "thread_round_trip") {
-        values.sort_by(f64::total_cmp);
-        let _ = writeln!(
-            table,
-            "A request and its reply between two threads over a Unix socket: {:.0} {unit} (median of {} probes, {:.0}–{:.0}).",
-            values[values.len() / 2],
-            values.len(),
-            values[0],
-            values[values.len() - 1],
-        );
+    table.push('\n');
+    let mut probe = |system: &str, figure: &str, sentence: &str| {
+        if let Some((mut values, unit)) = lookup(system, figure) {
+            values.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                table,
+                "{sentence}: {} {unit} (median of {} probes, {}–{}).",
+                group_digits(values[values.len() / 2]),
+                values.len(),
+                group_digits(values[0]),
+                group_digits(values[values.len() - 1]),
+            );
+        }
+    };
+    probe("disk", "fdatasync_4k", "The disk meanwhile, 4-KiB writes each followed by fdatasync");
+    probe("cpu", "thread_round_trip", "A request and its reply between two threads over a Unix socket");
+    for (grouping, how) in [
+        ("serial", "one thread, every ready request in the next fdatasync"),
+        ("regroup", "waiting up to 100 µs for all four before each fdatasync"),
+        ("overlapped", "two threads, two fdatasyncs in flight"),
+    ] {
+        let sentence = format!("The ideal server (ceiling.rs), 4 closed-loop producers, {how}");
+        probe("ceiling", &format!("closed_loop_4_clients_{grouping}"), &sentence);
     }
     table
 }
