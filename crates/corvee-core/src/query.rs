@@ -88,6 +88,7 @@ impl CoreState {
                 completed: queue.completed_count,
                 cancelled: queue.cancelled_count,
                 discarded: queue.discarded_count,
+                finished_bytes: queue.finished_bytes,
             })
             .collect();
         stats.sort_by(|a, b| a.queue.cmp(&b.queue));
@@ -141,10 +142,15 @@ impl CoreState {
     }
 
     /// Whether some queue keeps twice as many completed jobs as its
-    /// retention allows: compaction is due now rather than at its next
-    /// turn, so that a fast queue's memory stays bounded by its count.
-    pub fn completed_over_retention(&self) -> bool {
-        self.queues.iter().any(|queue| queue.completed_count > queue.config.retention.max_completed.saturating_mul(2))
+    /// retention allows, or finished jobs holding more bytes than it
+    /// allows: compaction is due now rather than at its next turn, so that
+    /// a fast queue's memory stays bounded.
+    pub fn finished_over_retention(&self) -> bool {
+        self.queues.iter().any(|queue| {
+            let retention = &queue.config.retention;
+            queue.completed_count > retention.max_completed.saturating_mul(2)
+                || queue.finished_bytes > retention.max_finished_bytes
+        })
     }
 
     /// When the next lease deadline passes.

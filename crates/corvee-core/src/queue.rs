@@ -60,6 +60,11 @@ pub struct Retention {
     pub discarded_ms: u64,
     /// At most this many completed jobs are kept per queue (oldest go first).
     pub max_completed: u64,
+    /// At most this many bytes of inline payloads, results and checkpoints
+    /// are held by the queue's finished jobs (they live in memory). Beyond
+    /// it, compaction deletes the oldest completed jobs, then the oldest
+    /// cancelled, then the oldest discarded, until 7/8 of it is left.
+    pub max_finished_bytes: u64,
 }
 
 impl Default for Retention {
@@ -69,6 +74,7 @@ impl Default for Retention {
             cancelled_ms: 7 * 24 * 3_600_000,
             discarded_ms: 14 * 24 * 3_600_000,
             max_completed: 100_000,
+            max_finished_bytes: 256 << 20,
         }
     }
 }
@@ -129,6 +135,9 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Jobs discarded and not yet deleted.
     pub discarded: u64,
+    /// Bytes of inline payloads, results and checkpoints the finished jobs
+    /// hold (what `Retention::max_finished_bytes` limits).
+    pub finished_bytes: u64,
 }
 
 #[cfg(test)]

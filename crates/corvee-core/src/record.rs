@@ -3,9 +3,10 @@
 //! journal in order rebuilds exactly the state that produced them. Commands
 //! are validated into records; only records change state.
 //!
-//! Encoding: a tag byte, a version byte (1), then the fields in order, with
+//! Encoding: a tag byte, a version byte (2), then the fields in order, with
 //! the codec of `codec.rs`. A record with an unknown tag or version is an
-//! error, never skipped.
+//! error, never skipped. Version 1 lacked the retention byte limit of a
+//! queue's configuration; such records still decode, with the default.
 
 use crate::codec::{DecodeError, Decoder, Encoder};
 use crate::ids::{Attempt, JobId, Kind, LeaseHolder, Priority, QueueName, Timestamp};
@@ -186,7 +187,9 @@ pub enum Record {
     },
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The oldest record version still read.
+const OLDEST_VERSION: u8 = 1;
 
 mod tag {
     pub const ENQUEUED: u8 = 1;
@@ -322,7 +325,7 @@ impl Record {
     pub fn decode(d: &mut Decoder<'_>) -> Result<Record, DecodeError> {
         let tag = d.u8("record tag")?;
         let version = d.u8("record version")?;
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(d.error("record version", "unsupported version (written by a newer corvee?)"));
         }
         let attempt = |d: &mut Decoder<'_>| d.u32("attempt");
@@ -383,7 +386,7 @@ impl Record {
             },
             tag::RETRIED => Record::Retried { job: d.job("job")?, at: d.time("at")? },
             tag::QUEUE_CONFIGURED => {
-                Record::QueueConfigured { queue: decode_queue_name(d)?, config: decode_config(d)? }
+                Record::QueueConfigured { queue: decode_queue_name(d)?, config: decode_config(d, version)? }
             }
             tag::PURGED => Record::Purged { jobs: d.seq("jobs", |d| d.job("job"))? },
             tag::MOVED => Record::Moved { job: d.job("job")?, to: decode_queue_name(d)? },
@@ -509,9 +512,12 @@ pub(crate) fn encode_config(e: &mut Encoder, config: &QueueConfig) {
     e.uint(config.retention.cancelled_ms);
     e.uint(config.retention.discarded_ms);
     e.uint(config.retention.max_completed);
+    e.uint(config.retention.max_finished_bytes);
 }
 
-pub(crate) fn decode_config(d: &mut Decoder<'_>) -> Result<QueueConfig, DecodeError> {
+/// Decodes a queue configuration written in `version` of the record (or
+/// snapshot) format: version 1 had no byte limit for finished jobs.
+pub(crate) fn decode_config(d: &mut Decoder<'_>, version: u8) -> Result<QueueConfig, DecodeError> {
     Ok(QueueConfig {
         paused: d.bool("paused")?,
         concurrency: d.option("concurrency", |d| d.u32("concurrency"))?,
@@ -528,6 +534,11 @@ pub(crate) fn decode_config(d: &mut Decoder<'_>) -> Result<QueueConfig, DecodeEr
             cancelled_ms: d.uint("retention")?,
             discarded_ms: d.uint("retention")?,
             max_completed: d.uint("retention")?,
+            max_finished_bytes: if version >= 2 {
+                d.uint("retention")?
+            } else {
+                Retention::default().max_finished_bytes
+            },
         },
     })
 }

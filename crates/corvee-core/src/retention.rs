@@ -1,5 +1,6 @@
 //! Retention: finished jobs are deleted once older than their queue's
-//! retention for their state, and completed ones also beyond a count.
+//! retention for their state, completed ones also beyond a count, and the
+//! oldest of all (completed first) once they hold too many bytes.
 
 use std::collections::HashSet;
 
@@ -22,6 +23,14 @@ impl CoreState {
         for queue in 0..self.queues.len() {
             let retention = self.queues[queue].config.retention.clone();
             let mut completed_left = self.queues[queue].completed_count;
+            // Over the byte limit, delete down to 7/8 of it, so that the
+            // next compaction is not due after the next finished job.
+            let mut bytes_left = self.queues[queue].finished_bytes;
+            let bytes_goal = if bytes_left > retention.max_finished_bytes {
+                retention.max_finished_bytes - retention.max_finished_bytes / 8
+            } else {
+                u64::MAX
+            };
             for phase in [Phase::Completed, Phase::Cancelled, Phase::Discarded] {
                 let keep_ms = match phase {
                     Phase::Completed => retention.completed_ms,
@@ -39,16 +48,18 @@ impl CoreState {
                     };
                     let Some(&(finished_at, id)) = list.front() else { break };
                     // Entries of jobs since retried, moved or deleted are stale.
-                    let current = self.jobs.get(id).is_some_and(|job| {
-                        job.phase == phase
+                    let held = self.jobs.get(id).and_then(|job| {
+                        let current = job.phase == phase
                             && job.queue as usize == queue
-                            && job.extra().and_then(|extra| extra.finished_at) == Some(finished_at)
+                            && job.extra().and_then(|extra| extra.finished_at) == Some(finished_at);
+                        current.then(|| job.held_bytes())
                     });
-                    if !current || chosen.contains(&id) {
+                    let Some(held) = held.filter(|_| !chosen.contains(&id)) else {
                         list.pop_front();
                         continue;
-                    }
-                    let too_many = phase == Phase::Completed && completed_left > retention.max_completed;
+                    };
+                    let too_many = (phase == Phase::Completed && completed_left > retention.max_completed)
+                        || bytes_left > bytes_goal;
                     if finished_at.plus_millis(keep_ms) > now && !too_many {
                         break;
                     }
@@ -56,6 +67,7 @@ impl CoreState {
                     if phase == Phase::Completed {
                         completed_left -= 1;
                     }
+                    bytes_left -= held;
                     chosen.insert(id);
                     deleted.push(id);
                 }

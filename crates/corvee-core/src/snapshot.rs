@@ -8,7 +8,7 @@
 //! snapshot = frame*  · end frame
 //! frame    = length u32 (little-endian, > 0) · body
 //! end      = length 0
-//! first frame body: "CORVEECS" · version u8 (1) · next_id · clock
+//! first frame body: "CORVEECS" · version u8 (2) · next_id · clock
 //!                   · queues (name, config)* · kinds (name)*
 //! later frame bodies: job*  (each: id, fields, extra)
 //! ```
@@ -26,7 +26,10 @@ use crate::state::CoreState;
 use crate::table::{Extra, Job, Phase};
 
 const MAGIC: &[u8; 8] = b"CORVEECS";
-const VERSION: u8 = 1;
+/// Version 2 added the retention byte limit to queue configurations;
+/// version 1 snapshots still load, with the default limit.
+const VERSION: u8 = 2;
+const OLDEST_VERSION: u8 = 1;
 const FRAME_TARGET: usize = 1 << 20;
 /// The largest frame a reader accepts (a single job can exceed the target).
 const MAX_FRAME: u32 = 256 << 20;
@@ -88,12 +91,12 @@ impl CoreState {
                 }
             }
             let version = d.u8("version")?;
-            if version != VERSION {
+            if !(OLDEST_VERSION..=VERSION).contains(&version) {
                 return Err(SnapshotError::Inconsistent(format!("snapshot version {version} is not supported")));
             }
             state.next_id = d.uint("next id")?;
             state.clock = d.time("clock")?;
-            let queues = d.seq("queues", |d| Ok((decode_queue_name(d)?, decode_config(d)?)))?;
+            let queues = d.seq("queues", |d| Ok((decode_queue_name(d)?, decode_config(d, version)?)))?;
             for (name, config) in queues {
                 let id = state.queue_id_or_create(&name);
                 state.queues[id as usize].config = config;

@@ -62,6 +62,8 @@ pub(crate) struct QueueState {
     pub(crate) completed_count: u64,
     pub(crate) cancelled_count: u64,
     pub(crate) discarded_count: u64,
+    /// What the finished jobs hold: see [`Job::held_bytes`].
+    pub(crate) finished_bytes: u64,
 }
 
 impl QueueState {
@@ -79,6 +81,7 @@ impl QueueState {
             completed_count: 0,
             cancelled_count: 0,
             discarded_count: 0,
+            finished_bytes: 0,
         }
     }
 
@@ -319,6 +322,7 @@ impl CoreState {
     fn index_finished(&mut self, id: JobId, at: Timestamp) {
         let job = self.jobs.get(id).expect("indexed job exists");
         let state = &mut self.queues[job.queue as usize];
+        state.finished_bytes += job.held_bytes();
         match job.phase {
             Phase::Completed => {
                 state.completed.push_back((at, id));
@@ -341,6 +345,7 @@ impl CoreState {
     fn unindex_finished(&mut self, id: JobId) {
         let job = self.jobs.get(id).expect("indexed job exists");
         let state = &mut self.queues[job.queue as usize];
+        state.finished_bytes -= job.held_bytes();
         match job.phase {
             Phase::Completed => state.completed_count -= 1,
             Phase::Cancelled => state.cancelled_count -= 1,
@@ -441,7 +446,9 @@ impl CoreState {
         self.jobs.insert(id, job);
         match phase {
             Phase::Completed | Phase::Cancelled | Phase::Discarded => {
-                let state = &mut self.queues[self.jobs.get(id).expect("inserted").queue as usize];
+                let job = self.jobs.get(id).expect("inserted");
+                let state = &mut self.queues[job.queue as usize];
+                state.finished_bytes += job.held_bytes();
                 match phase {
                     Phase::Completed => state.completed_count += 1,
                     Phase::Cancelled => state.cancelled_count += 1,
@@ -549,10 +556,9 @@ impl CoreState {
                 }
             }
             Record::Completed { job, attempt, at, result, progress } => {
-                self.running_for_record(*job, *attempt)?;
+                // The result first: finishing counts the bytes the job holds.
+                self.running_for_record(*job, *attempt)?.extra_mut().result = result.clone();
                 self.end_attempt(*job, Phase::Completed, *at, None, progress.clone(), false);
-                let extra = self.jobs.get_mut(*job).expect("checked").extra_mut();
-                extra.result = result.clone();
             }
             Record::Failed { job, attempt, at, error, retry_at, checkpoint, progress } => {
                 self.running_for_record(*job, *attempt)?;

@@ -102,6 +102,16 @@ impl Job {
     pub(crate) fn extra(&self) -> Option<&Extra> {
         self.extra.as_deref()
     }
+
+    /// The bytes of user data this job keeps in memory: its inline payload,
+    /// result and checkpoint. Constant while the job is finished, so the
+    /// queue's total can be kept by adding and subtracting it.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        let extra = self.extra().map_or(0, |extra| {
+            extra.result.as_ref().map_or(0, Vec::len) + extra.checkpoint.as_ref().map_or(0, Vec::len)
+        });
+        (self.payload.len() + extra) as u64
+    }
 }
 
 const CHUNK_SHIFT: u32 = 10;

@@ -204,6 +204,7 @@ struct QueueFile {
     retain_cancelled: Option<String>,
     retain_discarded: Option<String>,
     max_completed: Option<u64>,
+    max_finished_bytes: Option<u64>,
     too_old: Option<String>,
 }
 
@@ -392,6 +393,7 @@ impl Config {
                 discarded_ms: duration(&key("retain_discarded"), &queue.retain_discarded)?
                     .map_or(retention.discarded_ms, millis),
                 max_completed: queue.max_completed.unwrap_or(retention.max_completed),
+                max_finished_bytes: queue.max_finished_bytes.unwrap_or(retention.max_finished_bytes),
             };
             let too_old = duration(&key("too_old"), &queue.too_old)?;
             config.queues.insert(name, QueueSettings { store, paused: queue.paused, too_old });
@@ -488,6 +490,7 @@ mod tests {
             max_attempts = 5
             timeout = "10m"
             retry_base = "2s"
+            max_finished_bytes = 1048576
             too_old = "1h"
             [pools.thumbs]
             argv = ["python3", "worker.py"]
@@ -507,6 +510,7 @@ mod tests {
         );
         assert_eq!((images.store.default_timeout_ms, images.store.retry.base_ms), (600_000, 2_000));
         assert_eq!(images.too_old, Some(Duration::from_secs(3600)));
+        assert_eq!(images.store.retention.max_finished_bytes, 1 << 20);
         let pool = &config.pools[0];
         assert_eq!((pool.pool.processes, pool.pool.window), (2, 16));
         assert_eq!(pool.pool.cwd.as_deref(), Some(Path::new("/etc/workers")));

@@ -120,6 +120,19 @@ impl Metrics {
                 let _ = writeln!(out, "corvee_jobs{{queue=\"{}\",state=\"{state}\"}} {count}", label(&queue.queue));
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP corvee_queue_finished_bytes Bytes of payloads, results and checkpoints the finished jobs hold \
+             in memory.\n# TYPE corvee_queue_finished_bytes gauge"
+        );
+        for queue in stats {
+            let _ = writeln!(
+                out,
+                "corvee_queue_finished_bytes{{queue=\"{}\"}} {}",
+                label(&queue.queue),
+                queue.finished_bytes
+            );
+        }
         let _ =
             writeln!(out, "# HELP corvee_queue_paused Whether a queue is paused.\n# TYPE corvee_queue_paused gauge");
         for queue in stats {

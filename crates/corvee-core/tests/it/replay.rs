@@ -157,6 +157,8 @@ fn command(state: &mut CoreState, op: &Op, now: Timestamp) -> Option<Command> {
             config.retry.base_ms = 10;
             config.retention.completed_ms = 300;
             config.retention.max_completed = 3;
+            // Small enough that byte retention deletes jobs of every state.
+            config.retention.max_finished_bytes = u64::from(*q) * 40;
             Command::Configure { queue: queue(*q), config }
         }
         Op::Purge { queue: q } => Command::Purge { queue: queue(*q) },
@@ -239,6 +241,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(&durable_views(&mut restored, now), &expected, "snapshot differs");
     prop_assert_eq!(replayed.stats(now), live.stats(now));
     prop_assert_eq!(restored.stats(now), live.stats(now));
+    // The running total of what finished jobs hold matches the jobs.
+    for stats in live.stats(now) {
+        let held: u64 = expected
+            .iter()
+            .filter(|view| view.queue.as_str() == stats.queue && view.state.is_finished())
+            .map(|view| {
+                let inline = if view.payload_in_file { 0 } else { view.payload_len };
+                inline
+                    + view.checkpoint.as_ref().map_or(0, Vec::len) as u64
+                    + view.result.as_ref().map_or(0, Vec::len) as u64
+            })
+            .sum();
+        prop_assert_eq!(stats.finished_bytes, held, "finished bytes of {}", stats.queue);
+    }
     prop_assert_eq!(replayed.next_id(), live.next_id());
     Ok(())
 }
@@ -250,4 +266,27 @@ proptest! {
     fn replay_and_snapshot_rebuild_the_live_state(ops in prop::collection::vec(op(), 1..80)) {
         run(ops)?;
     }
+}
+
+#[test]
+fn a_queue_configuration_recorded_before_the_byte_limit_existed_reads_with_the_default() {
+    let mut config = QueueConfig::default();
+    config.retention.max_finished_bytes = 5;
+    let record = Record::QueueConfigured { queue: queue(0), config };
+    let current = record.to_bytes();
+    assert_eq!(current[1], 2, "records are written in version 2");
+    // Version 1: the same fields without the limit (one byte here).
+    let mut old = current[..current.len() - 1].to_vec();
+    old[1] = 1;
+    let Record::QueueConfigured { config, .. } = Record::from_bytes(&old).unwrap() else { panic!("not a config") };
+    assert_eq!(config.retention.max_finished_bytes, corvee_core::Retention::default().max_finished_bytes);
+    assert_eq!(config.retention.max_completed, QueueConfig::default().retention.max_completed);
+    // Version 2 without the limit is truncated, and says so.
+    let mut truncated = current[..current.len() - 1].to_vec();
+    truncated[1] = 2;
+    assert!(Record::from_bytes(&truncated).is_err());
+    // A version from the future is refused.
+    let mut future = current.clone();
+    future[1] = 3;
+    assert!(Record::from_bytes(&future).unwrap_err().to_string().contains("unsupported version"));
 }

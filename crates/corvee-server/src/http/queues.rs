@@ -19,7 +19,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> Result<Json<Value>, ApiE
         .map(|s| {
             json!({"queue": s.queue, "paused": s.paused, "scheduled": s.scheduled, "available": s.available,
                 "running": s.running, "retryable": s.retryable, "completed": s.completed,
-                "cancelled": s.cancelled, "discarded": s.discarded})
+                "cancelled": s.cancelled, "discarded": s.discarded, "finished_bytes": s.finished_bytes})
         })
         .collect();
     Ok(Json(json!({ "queues": queues })))

@@ -98,7 +98,7 @@ pub(crate) fn maintain(inner: &Inner, compact: bool) -> Result<MaintenanceReport
     if let Reply::Expired(expired) = inner.execute_blocking(Command::ExpireLeases)? {
         report.leases_expired = expired.len();
     }
-    let compact = compact || lock(&inner.state).completed_over_retention();
+    let compact = compact || lock(&inner.state).finished_over_retention();
     if compact {
         while let Reply::Compacted(count) = inner.execute_blocking(Command::Compact)? {
             report.jobs_deleted += count;

@@ -219,3 +219,58 @@ async fn a_queue_holding_twice_its_completed_limit_is_compacted_at_the_next_roun
     assert_eq!(store.maintain(false).unwrap().jobs_deleted, 11);
     assert_eq!(completed().await, 10);
 }
+
+#[tokio::test]
+async fn finished_jobs_over_their_byte_limit_are_deleted_oldest_first_completed_before_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+    // 1,000 bytes: ten 100-byte payloads; compaction then keeps at most 875.
+    let retention = corvee_core::Retention { max_finished_bytes: 1000, ..corvee_core::Retention::default() };
+    store.configure(queue(), corvee_core::QueueConfig { retention, ..Default::default() }).await.unwrap();
+    let sized = |i: u8| NewJob::new(queue(), Kind::new("k").unwrap(), vec![i; 100]);
+    // Four cancelled jobs first (the oldest finished), then completed ones
+    // carrying a 50-byte result each.
+    let cancelled = store.enqueue((0..4).map(sized).collect()).await.unwrap();
+    for id in &cancelled {
+        store.cancel(id.id).await.unwrap();
+    }
+    store.enqueue((4..10).map(sized).collect()).await.unwrap();
+    let holder = LeaseHolder::External { client: "t".into() };
+    let leases = store.lease(&[queue()], 10, holder).await.unwrap();
+    assert_eq!(leases.len(), 6);
+    for lease in &leases {
+        store.complete(lease.job, lease.attempt, Some(vec![7; 50]), None).await.unwrap();
+    }
+    let stats = async || store.stats().await.unwrap().into_iter().next().unwrap();
+    assert_eq!(stats().await.finished_bytes, 4 * 100 + 6 * 150);
+    // 1,300 bytes held, over the limit: the next round deletes the oldest
+    // completed jobs first, although the cancelled ones finished earlier.
+    assert_eq!(store.maintain(false).unwrap().jobs_deleted, 3);
+    let after = stats().await;
+    assert_eq!((after.completed, after.cancelled, after.finished_bytes), (3, 4, 850));
+    let gone: Vec<_> = leases[..3].iter().map(|lease| lease.job).collect();
+    for lease in &leases {
+        let present = store.get(lease.job).await.unwrap().is_some();
+        assert_eq!(present, !gone.contains(&lease.job), "job {}", lease.job);
+    }
+    // Under the limit nothing more goes; the count survives a reopen.
+    assert_eq!(store.maintain(false).unwrap().jobs_deleted, 0);
+    store.close().unwrap();
+    drop(store);
+    let (store, _) = LocalStore::open_with_clock(dir.path(), options(), clock()).unwrap();
+    let reopened = store.stats().await.unwrap().into_iter().next().unwrap();
+    assert_eq!(reopened.finished_bytes, 850);
+    // Once no completed job is left to go, cancelled ones go, oldest first.
+    for id in store.enqueue((10..16).map(sized).collect()).await.unwrap() {
+        store.cancel(id.id).await.unwrap();
+    }
+    assert_eq!(store.stats().await.unwrap()[0].finished_bytes, 1450);
+    let deleted = store.maintain(false).unwrap().jobs_deleted;
+    let last = store.stats().await.unwrap().into_iter().next().unwrap();
+    // The 3 completed (450 bytes) go first, then the two oldest cancelled:
+    // 1,450 → 800.
+    assert_eq!((deleted, last.completed, last.cancelled, last.finished_bytes), (5, 0, 8, 800));
+    assert!(store.get(cancelled[0].id).await.unwrap().is_none());
+    assert!(store.get(cancelled[1].id).await.unwrap().is_none());
+    assert!(store.get(cancelled[2].id).await.unwrap().is_some());
+}

@@ -32,6 +32,10 @@ pub struct QueueStats {
     /// Jobs discarded.
     #[serde(default)]
     pub discarded: u64,
+    /// Bytes of payloads, results and checkpoints the finished jobs hold in
+    /// the daemon's memory (bounded by the queue's `max_finished_bytes`).
+    #[serde(default)]
+    pub finished_bytes: u64,
     /// Fields this client does not know.
     #[serde(flatten)]
     pub other: Map<String, Value>,
