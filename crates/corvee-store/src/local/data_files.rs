@@ -8,6 +8,7 @@
 use std::io;
 use std::sync::Arc;
 
+use corvee_core::{NewJob, Payload};
 use corvee_journal::storage::write_all_at;
 use corvee_journal::Storage;
 
@@ -28,9 +29,40 @@ fn io_error(storage: &dyn Storage, name: &str, operation: &'static str) -> impl 
 }
 
 impl DataFiles {
-    /// Writes `bytes` to a new, uniquely named file, durably (file and
-    /// directory fsync'd). Returns its name.
-    pub(crate) fn write(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    /// Moves the inline payloads of `jobs` longer than `inline_limit` into
+    /// new data files, durably: each file written and fdatasync'd, then the
+    /// directory fsync'd once for all of them. Returns (job index, file
+    /// name) for each file. On an error, removes the files it created.
+    /// Blocking I/O: call it off the async runtime's threads.
+    pub(crate) fn spill(&self, jobs: &mut [NewJob], inline_limit: usize) -> Result<Vec<(usize, String)>, StoreError> {
+        let storage = self.storage.as_ref();
+        let mut written: Vec<(usize, String)> = Vec::new();
+        let fail = |written: &[(usize, String)], error: StoreError| {
+            for (_, name) in written {
+                let _ = storage.remove(name);
+            }
+            error
+        };
+        for (index, job) in jobs.iter_mut().enumerate() {
+            let Payload::Inline(bytes) = &job.payload else { continue };
+            if bytes.len() <= inline_limit {
+                continue;
+            }
+            let name = self.write_file(bytes).map_err(|error| fail(&written, error))?;
+            job.payload = Payload::File { name: name.clone(), len: bytes.len() as u64 };
+            written.push((index, name));
+        }
+        if !written.is_empty() {
+            storage
+                .sync_dir()
+                .map_err(|source| fail(&written, io_error(storage, ".", "fsync data directory")(source)))?;
+        }
+        Ok(written)
+    }
+
+    /// Writes `bytes` to a new, uniquely named file and fdatasyncs it (the
+    /// directory is the caller's to fsync). Returns its name.
+    fn write_file(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let storage = self.storage.as_ref();
         loop {
             let name = format!("{:016x}{:016x}{PAYLOAD_SUFFIX}", random_u64(), random_u64());
@@ -39,9 +71,7 @@ impl DataFiles {
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(io_error(storage, &name, "create payload file")(error)),
             };
-            let written =
-                write_all_at(file.as_ref(), bytes, 0).and_then(|()| file.sync_data()).and_then(|()| storage.sync_dir());
-            if let Err(error) = written {
+            if let Err(error) = write_all_at(file.as_ref(), bytes, 0).and_then(|()| file.sync_data()) {
                 let _ = storage.remove(&name);
                 return Err(io_error(storage, &name, "write payload file")(error));
             }

@@ -472,32 +472,30 @@ fn unexpected(reply: Reply) -> StoreError {
 
 impl Store for LocalStore {
     async fn enqueue(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        // Payloads over the inline limit go to data files first, durably.
+        let max = self.inner.options.max_payload_bytes;
+        let inline_lens = jobs.iter().filter_map(|job| match &job.payload {
+            Payload::Inline(bytes) => Some(bytes.len() as u64),
+            Payload::File { .. } => None,
+        });
+        if let Some(len) = inline_lens.clone().find(|&len| len > max) {
+            return Err(StoreError::PayloadTooLarge { len, max });
+        }
+        // Payloads over the inline limit go to data files first, durably, on
+        // a blocking thread: writing and syncing megabytes must not stall
+        // the runtime thread that serves other requests meanwhile.
         let inline_limit = self.inner.options.limits.max_inline_payload_bytes;
         // (index of the job, its data file)
         let mut written: Vec<(usize, String)> = Vec::new();
-        let names = |written: &[(usize, String)]| written.iter().map(|(_, name)| name.clone()).collect::<Vec<_>>();
-        for (index, job) in jobs.iter_mut().enumerate() {
-            let Payload::Inline(bytes) = &job.payload else { continue };
-            if bytes.len() as u64 > self.inner.options.max_payload_bytes {
-                self.inner.data.remove(&names(&written));
-                return Err(StoreError::PayloadTooLarge {
-                    len: bytes.len() as u64,
-                    max: self.inner.options.max_payload_bytes,
-                });
-            }
-            if bytes.len() > inline_limit {
-                let name = match self.inner.data.write(bytes) {
-                    Ok(name) => name,
-                    Err(error) => {
-                        self.inner.data.remove(&names(&written));
-                        return Err(error);
-                    }
-                };
-                job.payload = Payload::File { name: name.clone(), len: bytes.len() as u64 };
-                written.push((index, name));
-            }
+        if inline_lens.clone().any(|len| len > inline_limit as u64) {
+            let data = self.inner.data.clone();
+            (jobs, written) = tokio::task::spawn_blocking(move || {
+                let written = data.spill(&mut jobs, inline_limit)?;
+                Ok::<_, StoreError>((jobs, written))
+            })
+            .await
+            .map_err(|error| StoreError::Failed { reason: format!("writing payload files: {error}") })??;
         }
+        let names = |written: &[(usize, String)]| written.iter().map(|(_, name)| name.clone()).collect::<Vec<_>>();
         match self.execute(Command::Enqueue { jobs }).await {
             Ok(Reply::Enqueued(enqueued)) => {
                 // Files of jobs that turned out to be duplicates are unused.

@@ -274,3 +274,97 @@ async fn finished_jobs_over_their_byte_limit_are_deleted_oldest_first_completed_
     assert!(store.get(cancelled[1].id).await.unwrap().is_none());
     assert!(store.get(cancelled[2].id).await.unwrap().is_some());
 }
+
+/// A data directory whose `sync_dir` waits, once armed, until the test
+/// releases it (or 10 s pass), and says which happened.
+#[derive(Debug)]
+struct GatedDir {
+    inner: corvee_journal::DirStorage,
+    armed: std::sync::atomic::AtomicBool,
+    entered: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    released: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+    released_in_time: std::sync::atomic::AtomicBool,
+}
+
+impl GatedDir {
+    fn release(&self) {
+        *self.released.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+}
+
+impl corvee_journal::Storage for GatedDir {
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn create_new(&self, name: &str) -> std::io::Result<Box<dyn corvee_journal::StorageFile>> {
+        self.inner.create_new(name)
+    }
+    fn open(&self, name: &str) -> std::io::Result<Box<dyn corvee_journal::StorageFile>> {
+        self.inner.open(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if let Some(entered) = self.entered.lock().unwrap().take() {
+                let _ = entered.send(());
+            }
+            let released = self.released.lock().unwrap();
+            let (released, timeout) = self
+                .changed
+                .wait_timeout_while(released, std::time::Duration::from_secs(10), |released| !*released)
+                .unwrap();
+            self.released_in_time.store(*released && !timeout.timed_out(), std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.sync_dir()
+    }
+    fn try_lock(&self) -> Result<(), corvee_journal::LockError> {
+        self.inner.try_lock()
+    }
+    fn unlock(&self) {
+        self.inner.unlock()
+    }
+    fn path_of(&self, name: &str) -> std::path::PathBuf {
+        self.inner.path_of(name)
+    }
+}
+
+/// Payloads over the inline limit are written and synced to data files off
+/// the runtime's threads: on a single-threaded runtime, another task runs
+/// while the enqueue waits for its data file's directory sync (here, it is
+/// that other task that lets the sync finish; done on the runtime thread,
+/// the sync would wait out its 10 s).
+#[tokio::test(flavor = "current_thread")]
+async fn a_large_payload_is_written_off_the_runtime_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let data = Arc::new(GatedDir {
+        inner: corvee_journal::DirStorage::open(dir.path().join("data")).unwrap(),
+        armed: false.into(),
+        entered: std::sync::Mutex::new(Some(entered_tx)),
+        released: std::sync::Mutex::new(false),
+        changed: std::sync::Condvar::new(),
+        released_in_time: false.into(),
+    });
+    let (store, _) =
+        LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
+    data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let big = vec![7u8; 256 << 10];
+    let enqueue = tokio::spawn({
+        let store = store.clone();
+        let job = NewJob::new(queue(), Kind::new("k").unwrap(), big.clone());
+        async move { store.enqueue(vec![job]).await }
+    });
+    entered_rx.await.unwrap();
+    data.release();
+    let enqueued = enqueue.await.unwrap().unwrap();
+    assert!(data.released_in_time.load(std::sync::atomic::Ordering::SeqCst), "the sync blocked the runtime");
+    assert_eq!(store.payload_bytes(enqueued[0].id).unwrap().unwrap(), big);
+}
