@@ -290,3 +290,40 @@ fn a_queue_configuration_recorded_before_the_byte_limit_existed_reads_with_the_d
     future[1] = 3;
     assert!(Record::from_bytes(&future).unwrap_err().to_string().contains("unsupported version"));
 }
+
+#[test]
+fn a_snapshot_written_before_the_byte_limit_existed_loads_with_the_default() {
+    let mut config = QueueConfig::default();
+    config.retention.max_finished_bytes = 5;
+    config.retention.max_completed = 7;
+    let mut state = CoreState::default();
+    let now = Timestamp(1_000_000);
+    state.apply(Command::Configure { queue: queue(0), config: config.clone() }, now).unwrap();
+    let job = NewJob::new(queue(0), Kind::new("k").unwrap(), b"payload".to_vec());
+    state.apply(Command::Enqueue { jobs: vec![job] }, now).unwrap();
+    let mut current = Vec::new();
+    state.write_snapshot(&mut current).unwrap();
+    // The queue's name and configuration as written (the record's tail).
+    let record = Record::QueueConfigured { queue: queue(0), config }.to_bytes();
+    let written = &record[2..];
+    let at = current.windows(written.len()).position(|window| window == written).expect("the config in the snapshot");
+    // Version 1: the same, without the limit (the config's last byte here),
+    // in a first frame one byte shorter.
+    let mut old = current.clone();
+    old.remove(at + written.len() - 1);
+    let version_at = 4 + b"CORVEECS".len();
+    assert_eq!(old[version_at], 2, "snapshots are written in version 2");
+    old[version_at] = 1;
+    let first_frame = u32::from_le_bytes(old[..4].try_into().unwrap());
+    old[..4].copy_from_slice(&(first_frame - 1).to_le_bytes());
+
+    let mut loaded = CoreState::read_snapshot(&mut old.as_slice(), Limits::default()).unwrap();
+    let config = loaded.queue_config(&queue(0)).unwrap();
+    assert_eq!(config.retention.max_finished_bytes, corvee_core::Retention::default().max_finished_bytes);
+    assert_eq!(config.retention.max_completed, 7);
+    assert_eq!(durable_views(&mut loaded, now), durable_views(&mut state, now));
+    // The unaltered bytes as version 1 are refused, not misread.
+    let mut mislabelled = current.clone();
+    mislabelled[version_at] = 1;
+    assert!(CoreState::read_snapshot(&mut mislabelled.as_slice(), Limits::default()).is_err());
+}
