@@ -72,6 +72,9 @@ pub struct HttpConfig {
     pub token: Option<String>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The most client connections open at once (Unix socket and TCP
+    /// together); beyond, new ones wait until one closes.
+    pub max_connections: usize,
 }
 
 /// One queue's settings.
@@ -116,6 +119,7 @@ impl Default for Config {
                 listen: Some(DEFAULT_LISTEN.parse().expect("valid")),
                 token: None,
                 max_body_bytes: 64 << 20,
+                max_connections: 1024,
             },
             queues: BTreeMap::new(),
             pools: Vec::new(),
@@ -172,6 +176,7 @@ struct HttpFile {
     token: Option<String>,
     token_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +335,12 @@ impl Config {
                 return Err(error("key http.max_body_bytes: must be at least 1024".into()));
             }
             config.http.max_body_bytes = max;
+        }
+        if let Some(max) = file.http.max_connections {
+            if max == 0 {
+                return Err(error("key http.max_connections: must be at least 1".into()));
+            }
+            config.http.max_connections = max;
         }
         if let Some(max) = file.logs.max_bytes_per_job {
             config.max_log_bytes_per_job = max;

@@ -91,6 +91,8 @@ pub struct Daemon {
     pub limits: corvee_core::Limits,
     /// Set after a second signal: kill rather than wait.
     pub hurry: AtomicBool,
+    /// The client connections the HTTP listeners may hold.
+    pub connections: crate::http::ConnectionLimit,
     /// Released at the end of shutdown (tasks may outlive it briefly).
     lock: Mutex<Option<DaemonLock>>,
 }
@@ -184,6 +186,7 @@ impl Daemon {
         let commands = CommandRunner::new(config.commands.runner.clone(), sink.clone(), Some(logs.clone()));
         drop(sink);
 
+        let connections = crate::http::ConnectionLimit::new(connection_limit(config.http.max_connections));
         let daemon = Arc::new(Daemon {
             holder: LeaseHolder::Supervised { node: config.node },
             limits,
@@ -203,6 +206,7 @@ impl Daemon {
             stopped: watch::channel(false).0,
             execution_ended: Notify::new(),
             hurry: AtomicBool::new(false),
+            connections,
             lock: Mutex::new(Some(lock)),
         });
 
@@ -397,4 +401,27 @@ async fn resync_interrupts(daemon: &Daemon) {
             _ => return,
         }
     }
+}
+
+/// File descriptors kept free of client connections: the journal, data and
+/// log files, worker sockets and pipes, the process ledger.
+const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// `configured`, or fewer if the process's open-file limit would not leave
+/// room for everything else: connections past that limit would fail the
+/// journal or a worker spawn with EMFILE instead of waiting.
+fn connection_limit(configured: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let Some(files) = limit.current else { return configured };
+    let room = usize::try_from(files.saturating_sub(DESCRIPTORS_RESERVED)).unwrap_or(usize::MAX).max(1);
+    if room < configured {
+        tracing::warn!(
+            configured,
+            open_file_limit = files,
+            "http.max_connections lowered to {room} to leave {DESCRIPTORS_RESERVED} file descriptors for the \
+             store and the workers (raise the limit with ulimit -n or LimitNOFILE=)"
+        );
+        return room;
+    }
+    configured
 }

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod jobs;
 pub mod json;
+mod limit;
 mod queues;
 mod system;
 
@@ -24,6 +25,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use limit::ConnectionLimit;
 
 use crate::daemon::Daemon;
 
@@ -145,7 +147,8 @@ impl Listeners {
             }
         };
         let app = router(Arc::clone(&daemon));
-        let unix = axum::serve(self.unix, app.clone()).with_graceful_shutdown(stopped(&stop_sender));
+        let unix =
+            axum::serve(daemon.connections.wrap(self.unix), app.clone()).with_graceful_shutdown(stopped(&stop_sender));
         let tcp = self.tcp.map(|(listener, _)| {
             let app = match &daemon.config.http.token {
                 Some(token) => {
@@ -153,7 +156,7 @@ impl Listeners {
                 }
                 None => app,
             };
-            axum::serve(listener, app).with_graceful_shutdown(stopped(&stop_sender))
+            axum::serve(daemon.connections.wrap(listener), app).with_graceful_shutdown(stopped(&stop_sender))
         });
         let signal = async move {
             stop.await;

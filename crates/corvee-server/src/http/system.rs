@@ -35,6 +35,12 @@ pub async fn monitor(State(daemon): State<Arc<Daemon>>) -> Json<Value> {
 
 pub async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError> {
     let stats = daemon.store.stats().await?;
-    let text = daemon.metrics.render(&stats, daemon.store.journal_stats(), &daemon.monitor.counts());
+    let mut text = daemon.metrics.render(&stats, daemon.store.journal_stats(), &daemon.monitor.counts());
+    crate::metrics::gauge(
+        &mut text,
+        "corvee_http_connections",
+        "Client connections open (limit: http.max_connections).",
+        daemon.connections.open() as u64,
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

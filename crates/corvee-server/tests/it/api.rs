@@ -119,3 +119,59 @@ async fn requests_on_one_http2_connection_run_concurrently_and_share_fsyncs() {
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 64);
     daemon.stop().await;
 }
+
+/// Sends a GET on an open HTTP/1.1 connection and reads the response's
+/// body (keeping the connection open).
+async fn get_on(stream: &mut tokio::net::UnixStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: corvee\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the daemon closed the connection");
+        response.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&response).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                return body.to_owned();
+            }
+        }
+    }
+}
+
+/// With `max_connections = 2`, a third client waits until one of two open
+/// connections closes, then is served; `/metrics` counts the open ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let daemon = TestDaemon::start("[http]\nmax_connections = 2\n").await;
+    let socket = daemon.socket();
+    let mut first = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let mut second = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    assert!(get_on(&mut first, "/v1/health").await.contains("\"ok\""));
+    assert!(get_on(&mut second, "/v1/health").await.contains("\"ok\""));
+    let mut third = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let body = get_on(&mut third, "/v1/health").await;
+        (third, body)
+    });
+    // Not served while both slots are taken (an answer would come in
+    // microseconds; a quarter of a second is a generous window).
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert!(!waiting.is_finished(), "a third connection was served beyond the limit");
+    drop(first);
+    let (_third, body) = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("served once a slot was free")
+        .unwrap();
+    assert!(body.contains("\"ok\""), "{body}");
+    let metrics = get_on(&mut second, "/metrics").await;
+    assert!(metrics.lines().any(|line| line == "corvee_http_connections 2"), "{metrics}");
+    daemon.stop().await;
+}

@@ -16,7 +16,11 @@ impl TestDaemon {
     /// Starts a daemon with `config` (TOML) on a fresh directory; TCP off.
     pub async fn start(config: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let config = format!("{config}\n[http]\nlisten = \"none\"\n");
+        let config = if config.contains("[http]") {
+            config.replacen("[http]", "[http]\nlisten = \"none\"", 1)
+        } else {
+            format!("{config}\n[http]\nlisten = \"none\"\n")
+        };
         std::fs::write(dir.path().join("corvee.toml"), config).unwrap();
         let running = corvee_server::start(corvee_server::ServeOptions {
             dir: dir.path().join("data"),
