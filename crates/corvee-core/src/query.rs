@@ -89,6 +89,7 @@ impl CoreState {
                 cancelled: queue.cancelled_count,
                 discarded: queue.discarded_count,
                 finished_bytes: queue.finished_bytes,
+                finished_since_open: queue.finished_since_open,
             })
             .collect();
         stats.sort_by(|a, b| a.queue.cmp(&b.queue));

@@ -138,6 +138,11 @@ pub struct QueueStats {
     /// Bytes of inline payloads, results and checkpoints the finished jobs
     /// hold (what `Retention::max_finished_bytes` limits).
     pub finished_bytes: u64,
+    /// Jobs that became completed, cancelled and discarded (in that order)
+    /// since the state was opened: changes made live, not those replayed
+    /// from the journal or loaded from a snapshot. Monotonic, exact, for
+    /// counters such as Prometheus's.
+    pub finished_since_open: [u64; 3],
 }
 
 #[cfg(test)]

@@ -64,6 +64,8 @@ pub(crate) struct QueueState {
     pub(crate) discarded_count: u64,
     /// What the finished jobs hold: see [`Job::held_bytes`].
     pub(crate) finished_bytes: u64,
+    /// See [`QueueStats::finished_since_open`](crate::QueueStats).
+    pub(crate) finished_since_open: [u64; 3],
 }
 
 impl QueueState {
@@ -82,6 +84,7 @@ impl QueueState {
             cancelled_count: 0,
             discarded_count: 0,
             finished_bytes: 0,
+            finished_since_open: [0; 3],
         }
     }
 
@@ -220,6 +223,20 @@ impl CoreState {
     ) -> Result<Applied, CoreError> {
         for record in &records {
             self.apply_record(record).expect("a record built from a validated command applies");
+            // Live changes only: replay applies records without this.
+            let finished = match record {
+                Record::Completed { job, .. } | Record::Cancelled { job, .. } => Some(*job),
+                Record::Failed { job, retry_at: None, .. } => Some(*job),
+                _ => None,
+            };
+            if let Some(job) = finished.and_then(|id| self.jobs.get(id)) {
+                let index = match job.phase {
+                    Phase::Completed => 0,
+                    Phase::Cancelled => 1,
+                    _ => 2,
+                };
+                self.queues[job.queue as usize].finished_since_open[index] += 1;
+            }
         }
         Ok(Applied { reply, records, actions })
     }

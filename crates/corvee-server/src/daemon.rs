@@ -341,9 +341,6 @@ async fn route_store_events(daemon: Arc<Daemon>) {
         };
         match event {
             StoreEvent::Job { job, queue, state } => {
-                if state.is_finished() {
-                    daemon.metrics.finished(queue.as_str(), state.as_str());
-                }
                 if daemon.hub.has_subscribers() {
                     daemon.hub.publish(ApiEvent::Job { id: job, queue: queue.to_string(), state });
                 }

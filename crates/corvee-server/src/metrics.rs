@@ -51,8 +51,6 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     enqueued: Mutex<BTreeMap<String, u64>>,
-    /// By queue, then by final state.
-    finished: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     restarts: Mutex<BTreeMap<String, u64>>,
     /// Time from enqueue (or `run_at`) to the start of an attempt.
     pub wait: Histogram,
@@ -63,7 +61,7 @@ pub struct Metrics {
     /// Spool files refused (moved to `failed/`).
     pub spool_failed: AtomicU64,
     /// Store events the daemon's router missed in bursts (its buffer
-    /// overflowed); `corvee_jobs_finished_total` misses as many at most.
+    /// overflowed; what it must act on is found from the state instead).
     pub store_events_missed: AtomicU64,
 }
 
@@ -86,11 +84,6 @@ impl Metrics {
     /// Jobs enqueued into a queue.
     pub fn enqueued(&self, queue: &str, count: u64) {
         bump(&self.enqueued, queue, |total| *total += count);
-    }
-
-    /// A job reached a final state.
-    pub fn finished(&self, queue: &str, state: &'static str) {
-        bump(&self.finished, queue, |by_state| *by_state.entry(state).or_insert(0) += 1);
     }
 
     /// A worker of a pool was restarted.
@@ -150,10 +143,10 @@ impl Metrics {
             out,
             "# HELP corvee_jobs_finished_total Jobs that reached a final state.\n# TYPE corvee_jobs_finished_total counter"
         );
-        for (queue, by_state) in self.finished.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            for (state, count) in by_state {
-                let _ =
-                    writeln!(out, "corvee_jobs_finished_total{{queue=\"{}\",state=\"{state}\"}} {count}", label(queue));
+        for queue in stats {
+            for (state, count) in ["completed", "cancelled", "discarded"].into_iter().zip(queue.finished_since_open) {
+                let queue = label(&queue.queue);
+                let _ = writeln!(out, "corvee_jobs_finished_total{{queue=\"{queue}\",state=\"{state}\"}} {count}");
             }
         }
         self.wait.render(&mut out, "corvee_job_wait_seconds", "Time from a job being due to its attempt starting.");

@@ -239,8 +239,38 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let expected = durable_views(&mut live, now);
     prop_assert_eq!(&durable_views(&mut replayed, now), &expected, "replay differs");
     prop_assert_eq!(&durable_views(&mut restored, now), &expected, "snapshot differs");
-    prop_assert_eq!(replayed.stats(now), live.stats(now));
-    prop_assert_eq!(restored.stats(now), live.stats(now));
+    // Counts of live changes are not rebuilt by replay or a snapshot.
+    let durable_stats = |state: &mut CoreState| {
+        let mut stats = state.stats(now);
+        for queue in &mut stats {
+            queue.finished_since_open = [0; 3];
+        }
+        stats
+    };
+    prop_assert_eq!(durable_stats(&mut replayed), durable_stats(&mut live));
+    prop_assert_eq!(durable_stats(&mut restored), durable_stats(&mut live));
+    prop_assert!(replayed
+        .stats(now)
+        .iter()
+        .chain(&restored.stats(now))
+        .all(|queue| queue.finished_since_open == [0; 3]));
+    // They count the records that finished a job.
+    let mut finishing = [0u64; 3];
+    for record in &records {
+        match record {
+            Record::Completed { .. } => finishing[0] += 1,
+            Record::Cancelled { .. } => finishing[1] += 1,
+            Record::Failed { retry_at: None, .. } => finishing[2] += 1,
+            _ => {}
+        }
+    }
+    let mut counted = [0u64; 3];
+    for queue in live.stats(now) {
+        for (total, count) in counted.iter_mut().zip(queue.finished_since_open) {
+            *total += count;
+        }
+    }
+    prop_assert_eq!(counted, finishing);
     // The running total of what finished jobs hold matches the jobs.
     for stats in live.stats(now) {
         let held: u64 = expected

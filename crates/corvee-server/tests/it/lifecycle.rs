@@ -242,6 +242,9 @@ async fn cancels_missed_in_a_burst_of_events_still_interrupt_their_jobs() {
         .parse()
         .unwrap();
     assert!(missed > 0, "the burst overflowed the buffer of one:\n{metrics}");
+    // Finished jobs are counted by the store, not from the events missed.
+    let cancelled = "corvee_jobs_finished_total{queue=\"commands\",state=\"cancelled\"} 8";
+    assert!(metrics.lines().any(|line| line == cancelled), "{metrics}");
     daemon.stop().await;
 }
 
@@ -279,5 +282,8 @@ async fn finished_jobs_beyond_their_byte_limit_are_deleted_by_the_daemon() {
     }
     let metrics = String::from_utf8(request(&socket, "GET", "/metrics", None).await.body).unwrap();
     assert!(metrics.lines().any(|line| line == "corvee_queue_finished_bytes{queue=\"small\"} 800"), "{metrics}");
+    // Deleting finished jobs does not take back what the counter counted.
+    let cancelled = "corvee_jobs_finished_total{queue=\"small\",state=\"cancelled\"} 20";
+    assert!(metrics.lines().any(|line| line == cancelled), "{metrics}");
     daemon.stop().await;
 }
