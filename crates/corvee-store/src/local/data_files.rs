@@ -23,6 +23,35 @@ pub(crate) struct DataFiles {
     pub(crate) storage: Arc<dyn Storage>,
 }
 
+/// Data files written for jobs not journaled yet. Dropped without
+/// [`Spilled::keep`] — the enqueue was refused, failed, panicked or was
+/// abandoned by its caller before it was journaled — it removes them, so no
+/// file outlives the request that wrote it unreferenced.
+#[derive(Debug, Default)]
+pub(crate) struct Spilled {
+    data: Option<DataFiles>,
+    /// (index of the job, its file).
+    files: Vec<(usize, String)>,
+}
+
+impl Spilled {
+    /// The files stay: their jobs are journaled (or may be: after a storage
+    /// failure the next open removes the unreferenced ones). Returns them.
+    pub(crate) fn keep(mut self) -> Vec<(usize, String)> {
+        self.data = None;
+        std::mem::take(&mut self.files)
+    }
+}
+
+impl Drop for Spilled {
+    fn drop(&mut self) {
+        if let Some(data) = &self.data {
+            let names: Vec<String> = self.files.iter().map(|(_, name)| name.clone()).collect();
+            data.remove(&names);
+        }
+    }
+}
+
 fn io_error(storage: &dyn Storage, name: &str, operation: &'static str) -> impl FnOnce(io::Error) -> StoreError {
     let path = storage.path_of(name);
     move |source| StoreError::Io { operation, path, source }
@@ -31,33 +60,26 @@ fn io_error(storage: &dyn Storage, name: &str, operation: &'static str) -> impl 
 impl DataFiles {
     /// Moves the inline payloads of `jobs` longer than `inline_limit` into
     /// new data files, durably: each file written and fdatasync'd, then the
-    /// directory fsync'd once for all of them. Returns (job index, file
-    /// name) for each file. On an error, removes the files it created.
-    /// Blocking I/O: call it off the async runtime's threads.
-    pub(crate) fn spill(&self, jobs: &mut [NewJob], inline_limit: usize) -> Result<Vec<(usize, String)>, StoreError> {
-        let storage = self.storage.as_ref();
-        let mut written: Vec<(usize, String)> = Vec::new();
-        let fail = |written: &[(usize, String)], error: StoreError| {
-            for (_, name) in written {
-                let _ = storage.remove(name);
-            }
-            error
-        };
+    /// directory fsync'd once for all of them. The files are removed again
+    /// if anything fails, and later when the returned guard is dropped
+    /// without [`Spilled::keep`]. Blocking I/O: call it off the async
+    /// runtime's threads.
+    pub(crate) fn spill(&self, jobs: &mut [NewJob], inline_limit: usize) -> Result<Spilled, StoreError> {
+        let mut spilled = Spilled { data: Some(self.clone()), files: Vec::new() };
         for (index, job) in jobs.iter_mut().enumerate() {
             let Payload::Inline(bytes) = &job.payload else { continue };
             if bytes.len() <= inline_limit {
                 continue;
             }
-            let name = self.write_file(bytes).map_err(|error| fail(&written, error))?;
+            let name = self.write_file(bytes)?;
             job.payload = Payload::File { name: name.clone(), len: bytes.len() as u64 };
-            written.push((index, name));
+            spilled.files.push((index, name));
         }
-        if !written.is_empty() {
-            storage
-                .sync_dir()
-                .map_err(|source| fail(&written, io_error(storage, ".", "fsync data directory")(source)))?;
+        if !spilled.files.is_empty() {
+            let storage = self.storage.as_ref();
+            storage.sync_dir().map_err(io_error(storage, ".", "fsync data directory"))?;
         }
-        Ok(written)
+        Ok(spilled)
     }
 
     /// Writes `bytes` to a new, uniquely named file and fdatasyncs it (the

@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, Notify};
 use crate::api::{LeasedJob, PayloadData, Report, Store, StoreEvent};
 use crate::clock::Clock;
 use crate::error::StoreError;
-use data_files::DataFiles;
+use data_files::{DataFiles, Spilled};
 use events::{events_for, PendingEvents};
 pub use maintenance::{MaintenanceOptions, MaintenanceReport};
 pub use open::OpenReport;
@@ -482,36 +482,54 @@ impl Store for LocalStore {
         }
         // Payloads over the inline limit go to data files first, durably, on
         // a blocking thread: writing and syncing megabytes must not stall
-        // the runtime thread that serves other requests meanwhile.
+        // the runtime thread that serves other requests meanwhile. The guard
+        // removes the files unless the enqueue is journaled; it is dropped
+        // with this future if the caller gives up, or with the blocking
+        // task's output if that finishes after.
         let inline_limit = self.inner.options.limits.max_inline_payload_bytes;
-        // (index of the job, its data file)
-        let mut written: Vec<(usize, String)> = Vec::new();
+        let mut spilled = Spilled::default();
         if inline_lens.clone().any(|len| len > inline_limit as u64) {
             let data = self.inner.data.clone();
-            (jobs, written) = tokio::task::spawn_blocking(move || {
-                let written = data.spill(&mut jobs, inline_limit)?;
-                Ok::<_, StoreError>((jobs, written))
+            let written = tokio::task::spawn_blocking(move || {
+                let spilled = data.spill(&mut jobs, inline_limit)?;
+                Ok::<_, StoreError>((jobs, spilled))
             })
-            .await
-            .map_err(|error| StoreError::Failed { reason: format!("writing payload files: {error}") })??;
-        }
-        let names = |written: &[(usize, String)]| written.iter().map(|(_, name)| name.clone()).collect::<Vec<_>>();
-        match self.execute(Command::Enqueue { jobs }).await {
-            Ok(Reply::Enqueued(enqueued)) => {
-                // Files of jobs that turned out to be duplicates are unused.
-                let unused: Vec<String> =
-                    written.into_iter().filter(|(index, _)| enqueued[*index].duplicate).map(|(_, name)| name).collect();
-                self.inner.data.remove(&unused);
-                Ok(enqueued)
-            }
-            Ok(other) => Err(unexpected(other)),
-            Err(error) => {
-                if !matches!(error, StoreError::Failed { .. }) {
-                    self.inner.data.remove(&names(&written));
+            .await;
+            (jobs, spilled) = match written {
+                Ok(written) => written?,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => {
+                    return Err(StoreError::Io {
+                        operation: "write payload files (the runtime is shutting down)",
+                        path: self.inner.data.storage.path_of("."),
+                        source: std::io::Error::other(error),
+                    })
                 }
-                Err(error)
-            }
+            };
         }
+        // No await between here and the journal append: once submitted, the
+        // files belong to journaled jobs (or, after a storage failure, to the
+        // next open's sweep of unreferenced files).
+        let submitted = match self.inner.submit(Command::Enqueue { jobs }) {
+            Ok(submitted) => submitted,
+            Err(error @ StoreError::Failed { .. }) => {
+                spilled.keep();
+                return Err(error);
+            }
+            Err(refused) => return Err(refused),
+        };
+        let files = spilled.keep();
+        let Reply::Enqueued(enqueued) = submitted.reply else { return Err(unexpected(submitted.reply)) };
+        // Files of jobs that turned out to be duplicates are unused (no
+        // record names them).
+        let unused: Vec<String> =
+            files.into_iter().filter(|(index, _)| enqueued[*index].duplicate).map(|(_, name)| name).collect();
+        self.inner.data.remove(&unused);
+        if let Some(ticket) = submitted.ticket {
+            ticket.await.map_err(|error| self.inner.fail(&error))?;
+        }
+        self.inner.after_durable(submitted.actions);
+        Ok(enqueued)
     }
 
     async fn lease(&self, queues: &[QueueName], limit: u32, holder: LeaseHolder) -> Result<Vec<LeasedJob>, StoreError> {

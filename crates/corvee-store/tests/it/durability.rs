@@ -285,9 +285,23 @@ struct GatedDir {
     released: std::sync::Mutex<bool>,
     changed: std::sync::Condvar,
     released_in_time: std::sync::atomic::AtomicBool,
+    /// Told the name of every file removed.
+    removals: std::sync::Mutex<Option<std::sync::mpsc::Sender<String>>>,
 }
 
 impl GatedDir {
+    fn new(dir: &std::path::Path, entered: tokio::sync::oneshot::Sender<()>) -> GatedDir {
+        GatedDir {
+            inner: corvee_journal::DirStorage::open(dir).unwrap(),
+            armed: false.into(),
+            entered: std::sync::Mutex::new(Some(entered)),
+            released: std::sync::Mutex::new(false),
+            changed: std::sync::Condvar::new(),
+            released_in_time: false.into(),
+            removals: std::sync::Mutex::new(None),
+        }
+    }
+
     fn release(&self) {
         *self.released.lock().unwrap() = true;
         self.changed.notify_all();
@@ -308,7 +322,11 @@ impl corvee_journal::Storage for GatedDir {
         self.inner.rename(from, to)
     }
     fn remove(&self, name: &str) -> std::io::Result<()> {
-        self.inner.remove(name)
+        self.inner.remove(name)?;
+        if let Some(removals) = self.removals.lock().unwrap().as_ref() {
+            let _ = removals.send(name.to_owned());
+        }
+        Ok(())
     }
     fn sync_dir(&self) -> std::io::Result<()> {
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
@@ -345,14 +363,7 @@ async fn a_large_payload_is_written_off_the_runtime_thread() {
     let dir = tempfile::tempdir().unwrap();
     let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let data = Arc::new(GatedDir {
-        inner: corvee_journal::DirStorage::open(dir.path().join("data")).unwrap(),
-        armed: false.into(),
-        entered: std::sync::Mutex::new(Some(entered_tx)),
-        released: std::sync::Mutex::new(false),
-        changed: std::sync::Condvar::new(),
-        released_in_time: false.into(),
-    });
+    let data = Arc::new(GatedDir::new(&dir.path().join("data"), entered_tx));
     let (store, _) =
         LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
     data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -367,4 +378,39 @@ async fn a_large_payload_is_written_off_the_runtime_thread() {
     let enqueued = enqueue.await.unwrap().unwrap();
     assert!(data.released_in_time.load(std::sync::atomic::Ordering::SeqCst), "the sync blocked the runtime");
     assert_eq!(store.payload_bytes(enqueued[0].id).unwrap().unwrap(), big);
+}
+
+/// An enqueue abandoned by its caller while its payload's data file is
+/// being written (an HTTP client gone, a stream reset) leaves no file
+/// behind: the file is removed once the write finishes, and no job exists.
+#[tokio::test(flavor = "current_thread")]
+async fn an_abandoned_enqueue_removes_the_data_file_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let data = Arc::new(GatedDir::new(&dir.path().join("data"), entered_tx));
+    let (removals_tx, removals) = std::sync::mpsc::channel();
+    *data.removals.lock().unwrap() = Some(removals_tx);
+    let (store, _) =
+        LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
+    data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let enqueue = tokio::spawn({
+        let store = store.clone();
+        let job = NewJob::new(queue(), Kind::new("k").unwrap(), vec![7u8; 256 << 10]);
+        async move { store.enqueue(vec![job]).await }
+    });
+    entered_rx.await.unwrap();
+    let written: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".payload"))
+        .collect();
+    assert_eq!(written.len(), 1, "the payload's file is written before the directory sync");
+    enqueue.abort();
+    assert!(enqueue.await.unwrap_err().is_cancelled());
+    data.release();
+    let removed = removals.recv_timeout(std::time::Duration::from_secs(30)).expect("the file is removed");
+    assert_eq!(removed, written[0]);
+    assert!(!dir.path().join("data").join(&written[0]).exists());
+    assert!(store.list(corvee_core::JobFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
 }
