@@ -54,3 +54,4 @@ pub use queue::{QueueConfig, QueueStats, Retention, RetryPolicy};
 pub use record::{EnqueuedJob, LeaseGrant, Record};
 pub use snapshot::SnapshotError;
 pub use state::{ApplyError, CoreState};
+pub use table::JOB_OVERHEAD_BYTES;

@@ -60,10 +60,10 @@ pub struct Retention {
     pub discarded_ms: u64,
     /// At most this many completed jobs are kept per queue (oldest go first).
     pub max_completed: u64,
-    /// At most this many bytes of inline payloads, results and checkpoints
-    /// are held by the queue's finished jobs (they live in memory). Beyond
-    /// it, compaction deletes the oldest completed jobs, then the oldest
-    /// cancelled, then the oldest discarded, until 7/8 of it is left.
+    /// At most this many bytes are held in memory by the queue's finished
+    /// jobs (see [`QueueStats::finished_bytes`]). Beyond it, compaction
+    /// deletes the oldest finished jobs, whatever their state, until 7/8 of
+    /// it is left.
     pub max_finished_bytes: u64,
 }
 
@@ -135,8 +135,11 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Jobs discarded and not yet deleted.
     pub discarded: u64,
-    /// Bytes of inline payloads, results and checkpoints the finished jobs
-    /// hold (what `Retention::max_finished_bytes` limits).
+    /// Bytes the finished jobs hold in memory (what
+    /// `Retention::max_finished_bytes` limits): per job
+    /// [`JOB_OVERHEAD_BYTES`](crate::JOB_OVERHEAD_BYTES) plus its inline
+    /// payload, result, checkpoint, error history, progress message, tags
+    /// and unique key.
     pub finished_bytes: u64,
     /// Jobs that became completed, cancelled and discarded (in that order)
     /// since the state was opened: changes made live, not those replayed

@@ -66,6 +66,9 @@ pub(crate) struct QueueState {
     pub(crate) finished_bytes: u64,
     /// See [`QueueStats::finished_since_open`](crate::QueueStats).
     pub(crate) finished_since_open: [u64; 3],
+    /// Compaction is deleting finished jobs down to 7/8 of the byte limit
+    /// (volatile: it only steers compaction, whose deletions are journaled).
+    pub(crate) trimming_bytes: bool,
 }
 
 impl QueueState {
@@ -85,6 +88,17 @@ impl QueueState {
             discarded_count: 0,
             finished_bytes: 0,
             finished_since_open: [0; 3],
+            trimming_bytes: false,
+        }
+    }
+
+    /// The retention list of a finished state.
+    pub(crate) fn finished_list(&mut self, phase: Phase) -> &mut VecDeque<(Timestamp, JobId)> {
+        match phase {
+            Phase::Completed => &mut self.completed,
+            Phase::Cancelled => &mut self.cancelled,
+            Phase::Discarded => &mut self.discarded,
+            Phase::Pending | Phase::Running => unreachable!("not a finished state"),
         }
     }
 

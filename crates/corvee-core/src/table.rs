@@ -39,6 +39,15 @@ pub(crate) const FLAG_CANCEL_REQUESTED: u8 = 2;
 /// running attempt is recovered anyway.
 pub(crate) const FLAG_KILL_REQUESTED: u8 = 4;
 
+/// What a finished job costs in memory besides its variable-length data,
+/// counted in [`QueueStats::finished_bytes`](crate::QueueStats): its slot
+/// in the table, its extra fields (every finished job has them) with their
+/// reference counts, and its retention-list entry. A few hundred bytes.
+pub const JOB_OVERHEAD_BYTES: u64 = (std::mem::size_of::<Option<Job>>()
+    + std::mem::size_of::<Extra>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<(Timestamp, JobId)>()) as u64;
+
 /// One job, compactly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Job {
@@ -103,14 +112,20 @@ impl Job {
         self.extra.as_deref()
     }
 
-    /// The bytes of user data this job keeps in memory: its inline payload,
-    /// result and checkpoint. Constant while the job is finished, so the
-    /// queue's total can be kept by adding and subtracting it.
+    /// What this job keeps in memory, roughly: [`JOB_OVERHEAD_BYTES`] plus
+    /// its inline payload, result, checkpoint, error history, progress
+    /// message, tags and unique key. Constant while the job is finished, so
+    /// a queue's total can be kept by adding and subtracting it.
     pub(crate) fn held_bytes(&self) -> u64 {
         let extra = self.extra().map_or(0, |extra| {
-            extra.result.as_ref().map_or(0, Vec::len) + extra.checkpoint.as_ref().map_or(0, Vec::len)
+            extra.result.as_ref().map_or(0, Vec::len)
+                + extra.checkpoint.as_ref().map_or(0, Vec::len)
+                + extra.errors.iter().map(|error| error.error.len()).sum::<usize>()
+                + extra.progress.as_ref().and_then(|progress| progress.message.as_ref()).map_or(0, String::len)
+                + extra.tags.iter().map(String::len).sum::<usize>()
+                + extra.unique.as_ref().map_or(0, |(key, _)| key.len())
         });
-        (self.payload.len() + extra) as u64
+        JOB_OVERHEAD_BYTES + (self.payload.len() + extra) as u64
     }
 }
 

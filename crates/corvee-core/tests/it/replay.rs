@@ -78,6 +78,11 @@ fn command(state: &mut CoreState, op: &Op, now: Timestamp) -> Option<Command> {
                         .priority(u32::from(*priority))
                         .max_attempts(2)
                         .timeout_ms(100);
+                    if i == 2 {
+                        // A payload in a data file (the store's, for large ones).
+                        let name = format!("{}-{i}.payload", state.next_id().0);
+                        job.payload = corvee_core::Payload::File { name, len: 1000 };
+                    }
                     if *delay > 0 {
                         job = job.run_at(now.plus_millis(u64::from(*delay) * 50));
                     }
@@ -158,7 +163,7 @@ fn command(state: &mut CoreState, op: &Op, now: Timestamp) -> Option<Command> {
             config.retention.completed_ms = 300;
             config.retention.max_completed = 3;
             // Small enough that byte retention deletes jobs of every state.
-            config.retention.max_finished_bytes = u64::from(*q) * 40;
+            config.retention.max_finished_bytes = u64::from(*q) * 3 * corvee_core::JOB_OVERHEAD_BYTES;
             Command::Configure { queue: queue(*q), config }
         }
         Op::Purge { queue: q } => Command::Purge { queue: queue(*q) },
@@ -277,10 +282,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .iter()
             .filter(|view| view.queue.as_str() == stats.queue && view.state.is_finished())
             .map(|view| {
-                let inline = if view.payload_in_file { 0 } else { view.payload_len };
-                inline
-                    + view.checkpoint.as_ref().map_or(0, Vec::len) as u64
-                    + view.result.as_ref().map_or(0, Vec::len) as u64
+                let inline = if view.payload_in_file { 0 } else { view.payload_len as usize };
+                let held = inline
+                    + view.checkpoint.as_ref().map_or(0, Vec::len)
+                    + view.result.as_ref().map_or(0, Vec::len)
+                    + view.errors.iter().map(|error| error.error.len()).sum::<usize>()
+                    + view.progress.as_ref().and_then(|progress| progress.message.as_ref()).map_or(0, String::len)
+                    + view.tags.iter().map(String::len).sum::<usize>()
+                    + view.unique_key.as_ref().map_or(0, String::len);
+                corvee_core::JOB_OVERHEAD_BYTES + held as u64
             })
             .sum();
         prop_assert_eq!(stats.finished_bytes, held, "finished bytes of {}", stats.queue);

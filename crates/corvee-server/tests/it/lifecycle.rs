@@ -253,7 +253,9 @@ async fn cancels_missed_in_a_burst_of_events_still_interrupt_their_jobs() {
 /// `/metrics` show what they hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_beyond_their_byte_limit_are_deleted_by_the_daemon() {
-    let daemon = TestDaemon::start("[queues.small]\nmax_finished_bytes = 1000\n").await;
+    // Room for ten cancelled jobs of 100 bytes.
+    let job_bytes = corvee_core::JOB_OVERHEAD_BYTES + 100;
+    let daemon = TestDaemon::start(&format!("[queues.small]\nmax_finished_bytes = {}\n", 10 * job_bytes)).await;
     let socket = daemon.socket();
     let jobs: Vec<_> =
         (0..20).map(|i| json!({"queue": "small", "kind": "k", "payload": format!("{i:0>100}")})).collect();
@@ -263,25 +265,31 @@ async fn finished_jobs_beyond_their_byte_limit_are_deleted_by_the_daemon() {
     for &id in &ids {
         assert_eq!(post_json(&socket, &format!("/v1/jobs/{id}/cancel"), json!({})).await.status, 200);
     }
-    // 2,000 bytes held: the daemon deletes the oldest down to 7/8 of 1,000.
+    // Twice the limit held: the daemon deletes the oldest down to 7/8 of
+    // it, i.e. keeps the 8 most recent (8.75 jobs' worth).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let small = loop {
         let queues = request(&socket, "GET", "/v1/queues", None).await.json();
         let small =
             queues["queues"].as_array().unwrap().iter().find(|queue| queue["queue"] == "small").unwrap().clone();
-        if small["finished_bytes"].as_u64().unwrap() <= 1000 {
+        if small["finished_bytes"].as_u64().unwrap() <= 10 * job_bytes {
             break small;
         }
         assert!(tokio::time::Instant::now() < deadline, "never compacted: {small}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
-    assert_eq!((small["cancelled"].as_u64(), small["finished_bytes"].as_u64()), (Some(8), Some(800)), "{small}");
+    assert_eq!(
+        (small["cancelled"].as_u64(), small["finished_bytes"].as_u64()),
+        (Some(8), Some(8 * job_bytes)),
+        "{small}"
+    );
     for (index, &id) in ids.iter().enumerate() {
         let status = request(&socket, "GET", &format!("/v1/jobs/{id}"), None).await.status;
         assert_eq!(status, if index < 12 { 404 } else { 200 }, "job {id}, the {index}th cancelled");
     }
     let metrics = String::from_utf8(request(&socket, "GET", "/metrics", None).await.body).unwrap();
-    assert!(metrics.lines().any(|line| line == "corvee_queue_finished_bytes{queue=\"small\"} 800"), "{metrics}");
+    let held = format!("corvee_queue_finished_bytes{{queue=\"small\"}} {}", 8 * job_bytes);
+    assert!(metrics.lines().any(|line| line == held), "{metrics}");
     // Deleting finished jobs does not take back what the counter counted.
     let cancelled = "corvee_jobs_finished_total{queue=\"small\",state=\"cancelled\"} 20";
     assert!(metrics.lines().any(|line| line == cancelled), "{metrics}");
