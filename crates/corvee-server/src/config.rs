@@ -72,9 +72,11 @@ pub struct HttpConfig {
     pub token: Option<String>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
-    /// The most client connections open at once (Unix socket and TCP
-    /// together); beyond, new ones wait until one closes.
-    pub max_connections: usize,
+    /// The most client connections open at once on each listener (the
+    /// Unix socket and TCP each have their own, so remote clients cannot
+    /// crowd out the local CLI); beyond, new ones wait until one closes.
+    /// `None`: 1,024, or fewer if the open-file limit is low.
+    pub max_connections: Option<usize>,
 }
 
 /// One queue's settings.
@@ -107,6 +109,9 @@ pub struct CommandSettings {
     pub runner: corvee_supervisor::CommandRunnerConfig,
 }
 
+/// The most `http.max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// The default TCP address: loopback, port 7483.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7483";
 
@@ -119,7 +124,7 @@ impl Default for Config {
                 listen: Some(DEFAULT_LISTEN.parse().expect("valid")),
                 token: None,
                 max_body_bytes: 64 << 20,
-                max_connections: 1024,
+                max_connections: None,
             },
             queues: BTreeMap::new(),
             pools: Vec::new(),
@@ -337,10 +342,10 @@ impl Config {
             config.http.max_body_bytes = max;
         }
         if let Some(max) = file.http.max_connections {
-            if max == 0 {
-                return Err(error("key http.max_connections: must be at least 1".into()));
+            if !(1..=MAX_CONNECTIONS).contains(&max) {
+                return Err(error(format!("key http.max_connections: must be between 1 and {MAX_CONNECTIONS}")));
             }
-            config.http.max_connections = max;
+            config.http.max_connections = Some(max);
         }
         if let Some(max) = file.logs.max_bytes_per_job {
             config.max_log_bytes_per_job = max;
@@ -535,6 +540,7 @@ mod tests {
             ("[queues.Images]\n", "invalid queue name \"Images\""),
             ("[queues.a]\nconcurency = 3", "unknown field `concurency`"),
             ("[http]\nlisten = \"0.0.0.0:7483\"", "not a loopback address; set http.token"),
+            ("[http]\nmax_connections = 0", "key http.max_connections: must be between 1 and"),
             ("[pools.p]\nargv = []\nqueues = [\"a\"]", "key pools.p.argv"),
             ("[pools.p]\nargv = [\"x\"]\nqueues = [\"commands\"]", "command-job queue"),
             ("[pools.p]\nargv = [\"x\"]\nqueues = [\"a\"]\nwindow = 0", "key pools.p.window"),

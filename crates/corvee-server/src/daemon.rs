@@ -91,8 +91,10 @@ pub struct Daemon {
     pub limits: corvee_core::Limits,
     /// Set after a second signal: kill rather than wait.
     pub hurry: AtomicBool,
-    /// The client connections the HTTP listeners may hold.
-    pub connections: crate::http::ConnectionLimit,
+    /// The client connections the Unix socket may hold.
+    pub unix_connections: crate::http::ConnectionLimit,
+    /// The client connections the TCP listener may hold.
+    pub tcp_connections: crate::http::ConnectionLimit,
     /// Released at the end of shutdown (tasks may outlive it briefly).
     lock: Mutex<Option<DaemonLock>>,
 }
@@ -186,7 +188,10 @@ impl Daemon {
         let commands = CommandRunner::new(config.commands.runner.clone(), sink.clone(), Some(logs.clone()));
         drop(sink);
 
-        let connections = crate::http::ConnectionLimit::new(connection_limit(config.http.max_connections));
+        let listeners = if config.http.listen.is_some() { 2 } else { 1 };
+        let per_listener = connection_limit(config.http.max_connections, listeners);
+        let unix_connections = crate::http::ConnectionLimit::new(per_listener);
+        let tcp_connections = crate::http::ConnectionLimit::new(per_listener);
         let daemon = Arc::new(Daemon {
             holder: LeaseHolder::Supervised { node: config.node },
             limits,
@@ -206,7 +211,8 @@ impl Daemon {
             stopped: watch::channel(false).0,
             execution_ended: Notify::new(),
             hurry: AtomicBool::new(false),
-            connections,
+            unix_connections,
+            tcp_connections,
             lock: Mutex::new(Some(lock)),
         });
 
@@ -404,21 +410,29 @@ async fn resync_interrupts(daemon: &Daemon) {
 /// log files, worker sockets and pipes, the process ledger.
 const DESCRIPTORS_RESERVED: u64 = 256;
 
-/// `configured`, or fewer if the process's open-file limit would not leave
-/// room for everything else: connections past that limit would fail the
-/// journal or a worker spawn with EMFILE instead of waiting.
-fn connection_limit(configured: usize) -> usize {
+/// Connections per listener: `configured` (default 1,024), or fewer if the
+/// open-file limit would not leave room for everything else — connections
+/// past that limit would fail the journal or a worker spawn with EMFILE
+/// instead of waiting. Each of `listeners` may hold the limit, plus the one
+/// it accepted and holds until a slot frees.
+fn connection_limit(configured: Option<usize>, listeners: u64) -> usize {
+    let wanted = configured.unwrap_or(1024);
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let Some(files) = limit.current else { return configured };
-    let room = usize::try_from(files.saturating_sub(DESCRIPTORS_RESERVED)).unwrap_or(usize::MAX).max(1);
-    if room < configured {
-        tracing::warn!(
-            configured,
-            open_file_limit = files,
-            "http.max_connections lowered to {room} to leave {DESCRIPTORS_RESERVED} file descriptors for the \
-             store and the workers (raise the limit with ulimit -n or LimitNOFILE=)"
-        );
-        return room;
+    let Some(files) = limit.current else { return wanted };
+    let room = files.saturating_sub(DESCRIPTORS_RESERVED) / listeners;
+    let room = usize::try_from(room.saturating_sub(1)).unwrap_or(usize::MAX).max(1);
+    if room >= wanted {
+        return wanted;
     }
-    configured
+    if configured.is_some() {
+        tracing::warn!(
+            configured = wanted,
+            open_file_limit = files,
+            "http.max_connections lowered to {room} per listener to leave {DESCRIPTORS_RESERVED} file descriptors \
+             for the store and the workers (raise the limit with ulimit -n or LimitNOFILE=)"
+        );
+    } else {
+        tracing::info!(open_file_limit = files, "at most {room} client connections per listener (the open-file limit)");
+    }
+    room
 }

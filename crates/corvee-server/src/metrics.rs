@@ -195,11 +195,6 @@ impl Metrics {
     }
 }
 
-/// Appends a gauge without labels.
-pub fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

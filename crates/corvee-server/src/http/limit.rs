@@ -1,8 +1,10 @@
-//! At most `http.max_connections` client connections at once, over the
-//! Unix socket and TCP together. At the limit the listeners stop accepting
-//! (new clients wait in the kernel's backlog) until a connection closes, so
-//! a flood of idle connections cannot take the file descriptors the journal,
-//! the data files and the worker pools need.
+//! At most `http.max_connections` client connections at once per listener.
+//! At the limit a listener holds the one connection it accepted last until
+//! another closes, and accepts nothing more (new clients wait in the
+//! kernel's backlog), so a flood of idle connections cannot take the file
+//! descriptors the journal, the data files and the worker pools need. Each
+//! listener has its own slots: clients of the TCP port cannot crowd out the
+//! CLI on the Unix socket.
 
 use std::io;
 use std::pin::Pin;
@@ -13,7 +15,7 @@ use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connection slots both listeners share.
+/// A listener's connection slots.
 #[derive(Clone, Debug)]
 pub struct ConnectionLimit {
     slots: Arc<Semaphore>,
@@ -36,7 +38,7 @@ impl ConnectionLimit {
     }
 }
 
-/// A listener that takes a slot before each accept.
+/// A listener whose connections each hold a slot.
 #[derive(Debug)]
 pub struct Limited<L> {
     inner: L,
@@ -48,9 +50,11 @@ impl<L: Listener> Listener for Limited<L> {
     type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // Accept first, then wait for a slot: a slot taken before accepting
+        // would sit idle while no client comes.
+        let (io, address) = self.inner.accept().await;
         // The semaphore is never closed.
         let slot = Arc::clone(&self.slots).acquire_owned().await.expect("the connection semaphore stays open");
-        let (io, address) = self.inner.accept().await;
         (Counted { io, _slot: slot }, address)
     }
 

@@ -147,8 +147,8 @@ impl Listeners {
             }
         };
         let app = router(Arc::clone(&daemon));
-        let unix =
-            axum::serve(daemon.connections.wrap(self.unix), app.clone()).with_graceful_shutdown(stopped(&stop_sender));
+        let unix = axum::serve(daemon.unix_connections.wrap(self.unix), app.clone())
+            .with_graceful_shutdown(stopped(&stop_sender));
         let tcp = self.tcp.map(|(listener, _)| {
             let app = match &daemon.config.http.token {
                 Some(token) => {
@@ -156,7 +156,7 @@ impl Listeners {
                 }
                 None => app,
             };
-            axum::serve(daemon.connections.wrap(listener), app).with_graceful_shutdown(stopped(&stop_sender))
+            axum::serve(daemon.tcp_connections.wrap(listener), app).with_graceful_shutdown(stopped(&stop_sender))
         });
         let signal = async move {
             stop.await;

@@ -1,5 +1,6 @@
 //! `/v1/health`, `/v1/monitor` and `/metrics`.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -36,11 +37,14 @@ pub async fn monitor(State(daemon): State<Arc<Daemon>>) -> Json<Value> {
 pub async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError> {
     let stats = daemon.store.stats().await?;
     let mut text = daemon.metrics.render(&stats, daemon.store.journal_stats(), &daemon.monitor.counts());
-    crate::metrics::gauge(
-        &mut text,
-        "corvee_http_connections",
-        "Client connections open (limit: http.max_connections).",
-        daemon.connections.open() as u64,
+    let _ = writeln!(
+        text,
+        "# HELP corvee_http_connections Client connections open, by listener (limit: http.max_connections each).\n\
+         # TYPE corvee_http_connections gauge\n\
+         corvee_http_connections{{listener=\"unix\"}} {}\n\
+         corvee_http_connections{{listener=\"tcp\"}} {}",
+        daemon.unix_connections.open(),
+        daemon.tcp_connections.open(),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

@@ -172,6 +172,34 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         .unwrap();
     assert!(body.contains("\"ok\""), "{body}");
     let metrics = get_on(&mut second, "/metrics").await;
-    assert!(metrics.lines().any(|line| line == "corvee_http_connections 2"), "{metrics}");
+    assert!(metrics.lines().any(|line| line == "corvee_http_connections{listener=\"unix\"} 2"), "{metrics}");
+    daemon.stop().await;
+}
+
+/// Each listener has its own slots, taken by connections and not by a
+/// listener waiting for one: with a limit of one, a TCP client is served
+/// while the Unix socket's slot is free, and a Unix client while a TCP
+/// connection is open; `/metrics` counts exactly the open connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_has_its_own_connection_slots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = TestDaemon::start("[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 1\n").await;
+    let address = daemon.running.as_ref().unwrap().tcp_address.expect("a TCP listener");
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.write_all(b"GET /v1/health HTTP/1.1\r\nhost: corvee\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(std::time::Duration::from_secs(30), tcp.read_exact(&mut answer))
+        .await
+        .expect("the TCP client is served")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let mut unix = tokio::net::UnixStream::connect(daemon.socket()).await.unwrap();
+    let metrics = tokio::time::timeout(std::time::Duration::from_secs(30), get_on(&mut unix, "/metrics"))
+        .await
+        .expect("the Unix client is served while TCP holds its own slot");
+    for (listener, open) in [("unix", 1), ("tcp", 1)] {
+        let line = format!("corvee_http_connections{{listener=\"{listener}\"}} {open}");
+        assert!(metrics.lines().any(|found| found == line), "{line} in\n{metrics}");
+    }
     daemon.stop().await;
 }

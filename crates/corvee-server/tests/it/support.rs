@@ -13,10 +13,13 @@ pub struct TestDaemon {
 }
 
 impl TestDaemon {
-    /// Starts a daemon with `config` (TOML) on a fresh directory; TCP off.
+    /// Starts a daemon with `config` (TOML) on a fresh directory; TCP off
+    /// unless `config` sets `http.listen`.
     pub async fn start(config: &str) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
-        let config = if config.contains("[http]") {
+        let config = if config.contains("listen =") {
+            config.to_owned()
+        } else if config.contains("[http]") {
             config.replacen("[http]", "[http]\nlisten = \"none\"", 1)
         } else {
             format!("{config}\n[http]\nlisten = \"none\"\n")
