@@ -77,6 +77,11 @@ pub struct HttpConfig {
     /// crowd out the local CLI); beyond, new ones wait until one closes.
     /// `None`: 1,024, or fewer if the open-file limit is low.
     pub max_connections: Option<usize>,
+    /// How long a connection may take to send a request's headers, counted
+    /// from when it could start one: HTTP/1.1 connections idle that long
+    /// between requests are closed. HTTP/2 connections are pinged every
+    /// half of it and closed if the peer does not answer.
+    pub idle_timeout: Duration,
 }
 
 /// One queue's settings.
@@ -125,6 +130,7 @@ impl Default for Config {
                 token: None,
                 max_body_bytes: 64 << 20,
                 max_connections: None,
+                idle_timeout: Duration::from_secs(60),
             },
             queues: BTreeMap::new(),
             pools: Vec::new(),
@@ -182,6 +188,7 @@ struct HttpFile {
     token_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     max_connections: Option<usize>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +353,12 @@ impl Config {
                 return Err(error(format!("key http.max_connections: must be between 1 and {MAX_CONNECTIONS}")));
             }
             config.http.max_connections = Some(max);
+        }
+        if let Some(timeout) = duration("http.idle_timeout", &file.http.idle_timeout)? {
+            if timeout < Duration::from_secs(1) {
+                return Err(error("key http.idle_timeout: must be at least 1s".into()));
+            }
+            config.http.idle_timeout = timeout;
         }
         if let Some(max) = file.logs.max_bytes_per_job {
             config.max_log_bytes_per_job = max;

@@ -4,16 +4,21 @@
 //! kernel's backlog), so a flood of idle connections cannot take the file
 //! descriptors the journal, the data files and the worker pools need. Each
 //! listener has its own slots: clients of the TCP port cannot crowd out the
-//! CLI on the Unix socket.
+//! CLI on the Unix socket. A connection must send its first bytes within
+//! the idle timeout (hyper's own timer takes over from there, see
+//! `serve.rs`), so one that says nothing gives its slot back.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 
 /// A listener's connection slots.
 #[derive(Clone, Debug)]
@@ -32,9 +37,10 @@ impl ConnectionLimit {
         self.max - self.slots.available_permits()
     }
 
-    /// `listener`, accepting only while a slot is free.
-    pub fn wrap<L: Listener>(&self, listener: L) -> Limited<L> {
-        Limited { inner: listener, slots: Arc::clone(&self.slots) }
+    /// `listener`, serving a connection only once a slot is free, and only
+    /// if it sends something within `first_read` of getting its slot.
+    pub fn wrap<L: Listener>(&self, listener: L, first_read: Duration) -> Limited<L> {
+        Limited { inner: listener, slots: Arc::clone(&self.slots), first_read }
     }
 }
 
@@ -43,6 +49,7 @@ impl ConnectionLimit {
 pub struct Limited<L> {
     inner: L,
     slots: Arc<Semaphore>,
+    first_read: Duration,
 }
 
 impl<L: Listener> Listener for Limited<L> {
@@ -55,7 +62,8 @@ impl<L: Listener> Listener for Limited<L> {
         let (io, address) = self.inner.accept().await;
         // The semaphore is never closed.
         let slot = Arc::clone(&self.slots).acquire_owned().await.expect("the connection semaphore stays open");
-        (Counted { io, _slot: slot }, address)
+        let silence = Some(Box::pin(tokio::time::sleep(self.first_read)));
+        (Counted { io, _slot: slot, silence }, address)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -68,11 +76,24 @@ impl<L: Listener> Listener for Limited<L> {
 pub struct Counted<T> {
     io: T,
     _slot: OwnedSemaphorePermit,
+    /// Until the first bytes arrive: when the client's time to send them
+    /// is up.
+    silence: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
     fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(context, buf)
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(context, buf);
+        let Some(silence) = self.silence.as_mut() else { return read };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > filled => self.silence = None,
+            Poll::Pending if silence.as_mut().poll(context).is_ready() => {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent nothing")));
+            }
+            _ => {}
+        }
+        read
     }
 }
 

@@ -10,6 +10,7 @@ mod jobs;
 pub mod json;
 mod limit;
 mod queues;
+mod serve;
 mod system;
 
 use std::net::SocketAddr;
@@ -147,8 +148,9 @@ impl Listeners {
             }
         };
         let app = router(Arc::clone(&daemon));
-        let unix = axum::serve(daemon.unix_connections.wrap(self.unix), app.clone())
-            .with_graceful_shutdown(stopped(&stop_sender));
+        let idle = daemon.config.http.idle_timeout;
+        let unix =
+            serve::serve(daemon.unix_connections.wrap(self.unix, idle), app.clone(), idle, stopped(&stop_sender));
         let tcp = self.tcp.map(|(listener, _)| {
             let app = match &daemon.config.http.token {
                 Some(token) => {
@@ -156,7 +158,7 @@ impl Listeners {
                 }
                 None => app,
             };
-            axum::serve(daemon.tcp_connections.wrap(listener), app).with_graceful_shutdown(stopped(&stop_sender))
+            serve::serve(daemon.tcp_connections.wrap(listener, idle), app, idle, stopped(&stop_sender))
         });
         let signal = async move {
             stop.await;
@@ -165,13 +167,12 @@ impl Listeners {
         let serving = async {
             match tcp {
                 Some(tcp) => {
-                    let (unix, tcp) = tokio::join!(unix, tcp);
-                    unix.and(tcp)
+                    tokio::join!(unix, tcp);
                 }
                 None => unix.await,
             }
         };
-        let (result, ()) = tokio::join!(serving, signal);
-        result.context("the HTTP server failed")
+        tokio::join!(serving, signal);
+        Ok(())
     }
 }

@@ -203,3 +203,35 @@ async fn each_listener_has_its_own_connection_slots() {
     }
     daemon.stop().await;
 }
+
+/// A client that connects and sends nothing is disconnected after
+/// `http.idle_timeout`, which gives its connection slot back: with a limit
+/// of one, the next client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let daemon = TestDaemon::start("[http]\nmax_connections = 1\nidle_timeout = \"1s\"\n").await;
+    let socket = daemon.socket();
+    let mut silent = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let mut next = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let served = tokio::spawn(async move {
+        let body = get_on(&mut next, "/v1/health").await;
+        (next, body)
+    });
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), silent.read(&mut byte))
+        .await
+        .expect("the silent connection is closed");
+    assert_eq!(read.unwrap(), 0, "closed without an answer");
+    let (mut next, body) = tokio::time::timeout(std::time::Duration::from_secs(30), served)
+        .await
+        .expect("the next client is served once the slot is free")
+        .unwrap();
+    assert!(body.contains("\"ok\""), "{body}");
+    // Kept alive after its request, then silent: closed as well.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), next.read(&mut byte))
+        .await
+        .expect("the idle keep-alive connection is closed");
+    assert_eq!(read.unwrap(), 0);
+    daemon.stop().await;
+}
