@@ -349,6 +349,30 @@ impl corvee_journal::Storage for GatedDir {
     }
 }
 
+/// A store whose data directory is gated (armed), and the signal that an
+/// enqueue reached the gate.
+struct GatedStore {
+    dir: tempfile::TempDir,
+    data: Arc<GatedDir>,
+    store: LocalStore,
+    entered: tokio::sync::oneshot::Receiver<()>,
+    /// The files the data directory removes.
+    removals: std::sync::mpsc::Receiver<String>,
+}
+
+fn gated_store() -> GatedStore {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
+    let (entered_tx, entered) = tokio::sync::oneshot::channel();
+    let data = Arc::new(GatedDir::new(&dir.path().join("data"), entered_tx));
+    let (removals_tx, removals) = std::sync::mpsc::channel();
+    *data.removals.lock().unwrap() = Some(removals_tx);
+    let (store, _) =
+        LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
+    data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    GatedStore { dir, data, store, entered, removals }
+}
+
 /// Payloads over the inline limit are written and synced to data files off
 /// the runtime's threads: on a single-threaded runtime, another task runs
 /// while the enqueue waits for its data file's directory sync (here, it is
@@ -356,13 +380,7 @@ impl corvee_journal::Storage for GatedDir {
 /// the sync would wait out its 10 s).
 #[tokio::test(flavor = "current_thread")]
 async fn a_large_payload_is_written_off_the_runtime_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let data = Arc::new(GatedDir::new(&dir.path().join("data"), entered_tx));
-    let (store, _) =
-        LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
-    data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let GatedStore { dir: _dir, data, store, entered: entered_rx, .. } = gated_store();
     let big = vec![7u8; 256 << 10];
     let enqueue = tokio::spawn({
         let store = store.clone();
@@ -381,15 +399,7 @@ async fn a_large_payload_is_written_off_the_runtime_thread() {
 /// behind: the file is removed once the write finishes, and no job exists.
 #[tokio::test(flavor = "current_thread")]
 async fn an_abandoned_enqueue_removes_the_data_file_it_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = corvee_journal::DirStorage::open(dir.path().join("journal")).unwrap();
-    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
-    let data = Arc::new(GatedDir::new(&dir.path().join("data"), entered_tx));
-    let (removals_tx, removals) = std::sync::mpsc::channel();
-    *data.removals.lock().unwrap() = Some(removals_tx);
-    let (store, _) =
-        LocalStore::open_with_storage(dir.path(), Arc::new(journal), data.clone(), options(), clock()).unwrap();
-    data.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let GatedStore { dir, data, store, entered: entered_rx, removals } = gated_store();
     let enqueue = tokio::spawn({
         let store = store.clone();
         let job = NewJob::new(queue(), Kind::new("k").unwrap(), vec![7u8; 256 << 10]);
