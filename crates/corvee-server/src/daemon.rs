@@ -91,6 +91,10 @@ pub struct Daemon {
     pub limits: corvee_core::Limits,
     /// Set after a second signal: kill rather than wait.
     pub hurry: AtomicBool,
+    /// The tasks that lease jobs and hand them to the pools and the command
+    /// runner: shutdown waits for them, so that a lease taken just as it
+    /// began is handed over (and then interrupted) or given back.
+    dispatchers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The client connections the Unix socket may hold.
     pub unix_connections: crate::http::ConnectionLimit,
     /// The client connections the TCP listener may hold.
@@ -213,15 +217,20 @@ impl Daemon {
             hurry: AtomicBool::new(false),
             unix_connections,
             tcp_connections,
+            dispatchers: Mutex::new(Vec::new()),
             lock: Mutex::new(Some(lock)),
         });
 
         tokio::spawn(crate::outcomes::run(Arc::clone(&daemon), supervisor_events));
-        tokio::spawn(route_store_events(Arc::clone(&daemon)));
-        for index in 0..daemon.pools.len() {
-            tokio::spawn(crate::dispatch::run_pool(Arc::clone(&daemon), index));
-        }
-        tokio::spawn(crate::dispatch::run_commands(Arc::clone(&daemon)));
+        // Subscribed before anything can change the state: a lease or a
+        // cancel at start-up must not happen before the router listens.
+        let store_events = daemon.store.subscribe();
+        tokio::spawn(route_store_events(Arc::clone(&daemon), store_events));
+        let mut dispatchers: Vec<_> = (0..daemon.pools.len())
+            .map(|index| tokio::spawn(crate::dispatch::run_pool(Arc::clone(&daemon), index)))
+            .collect();
+        dispatchers.push(tokio::spawn(crate::dispatch::run_commands(Arc::clone(&daemon))));
+        *daemon.dispatchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatchers;
         tokio::spawn(crate::monitor::run(Arc::clone(&daemon)));
         Ok(daemon)
     }
@@ -263,6 +272,18 @@ impl Daemon {
     pub async fn shutdown(self: &Arc<Daemon>) {
         if self.stopping.send_replace(true) {
             return; // already under way
+        }
+        // First the leases in flight: each dispatcher hands over or gives
+        // back what it leased, then ends (it leases nothing more).
+        let dispatchers =
+            std::mem::take(&mut *self.dispatchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let all_ended = async {
+            for dispatcher in dispatchers {
+                let _ = dispatcher.await;
+            }
+        };
+        if tokio::time::timeout(self.config.shutdown_grace, all_ended).await.is_err() {
+            tracing::warn!("a dispatcher did not end within the shutdown grace");
         }
         tracing::info!(running = self.executions.len(), "shutting down: interrupting running jobs");
         for (job, execution) in self.executions.interrupt_all(InterruptCause::Shutdown) {
@@ -325,8 +346,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Ite
 
 /// Turns store events into API events, and cancel or expiry requests into
 /// interrupts of the running attempt.
-async fn route_store_events(daemon: Arc<Daemon>) {
-    let mut events = daemon.store.subscribe();
+async fn route_store_events(daemon: Arc<Daemon>, mut events: tokio::sync::broadcast::Receiver<StoreEvent>) {
     let mut stopped = daemon.stopped.subscribe();
     loop {
         let received = tokio::select! {
