@@ -97,8 +97,17 @@ impl Metrics {
         stats: &[QueueStats],
         journal: corvee_journal::JournalStats,
         findings: &BTreeMap<&'static str, u64>,
+        connections: [(&str, usize); 2],
     ) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP corvee_http_connections Client connections open, by listener (limit: http.max_connections \
+             each).\n# TYPE corvee_http_connections gauge"
+        );
+        for (listener, open) in connections {
+            let _ = writeln!(out, "corvee_http_connections{{listener=\"{listener}\"}} {open}");
+        }
         let _ = writeln!(out, "# HELP corvee_jobs Jobs by queue and state.\n# TYPE corvee_jobs gauge");
         for queue in stats {
             for (state, count) in [
@@ -167,8 +176,8 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP corvee_store_events_missed_total Store events the daemon fell behind on (counters derived from \
-             them undercount by as many; cancels and lease expiries are recovered from the state).\n\
+            "# HELP corvee_store_events_missed_total Store events the daemon fell behind on (cancels and lease \
+             expiries among them are recovered from the state).\n\
              # TYPE corvee_store_events_missed_total counter\ncorvee_store_events_missed_total {}",
             self.store_events_missed.load(Ordering::Relaxed)
         );

@@ -149,8 +149,7 @@ impl Listeners {
         };
         let app = router(Arc::clone(&daemon));
         let idle = daemon.config.http.idle_timeout;
-        let unix =
-            serve::serve(daemon.unix_connections.wrap(self.unix, idle), app.clone(), idle, stopped(&stop_sender));
+        let unix = serve::serve(self.unix, &daemon.unix_connections, app.clone(), idle, stopped(&stop_sender));
         let tcp = self.tcp.map(|(listener, _)| {
             let app = match &daemon.config.http.token {
                 Some(token) => {
@@ -158,7 +157,7 @@ impl Listeners {
                 }
                 None => app,
             };
-            serve::serve(daemon.tcp_connections.wrap(listener, idle), app, idle, stopped(&stop_sender))
+            serve::serve(listener, &daemon.tcp_connections, app, idle, stopped(&stop_sender))
         });
         let signal = async move {
             stop.await;

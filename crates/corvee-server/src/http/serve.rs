@@ -18,10 +18,20 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
+use super::ConnectionLimit;
+
 /// Serves `app` on `listener` until `stop` resolves and every connection
-/// has closed. `idle_timeout` bounds how long a connection may take to send
-/// a request's headers, counted from when it could start one.
-pub async fn serve<L: Listener>(mut listener: L, app: Router, idle_timeout: Duration, stop: impl Future<Output = ()>) {
+/// has closed, holding each connection to one of `slots`. `idle_timeout`
+/// bounds how long a connection may take to send a request's headers,
+/// counted from when it could start one (its first bytes included).
+pub async fn serve<L: Listener>(
+    listener: L,
+    slots: &ConnectionLimit,
+    app: Router,
+    idle_timeout: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut listener = slots.wrap(listener, idle_timeout);
     let (stopping, _) = watch::channel(false);
     // Each connection's task holds a receiver; `closed()` waits for all.
     let (open, open_receiver) = watch::channel(());

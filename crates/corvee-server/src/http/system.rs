@@ -1,6 +1,5 @@
 //! `/v1/health`, `/v1/monitor` and `/metrics`.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -36,15 +35,7 @@ pub async fn monitor(State(daemon): State<Arc<Daemon>>) -> Json<Value> {
 
 pub async fn metrics(State(daemon): State<Arc<Daemon>>) -> Result<Response, ApiError> {
     let stats = daemon.store.stats().await?;
-    let mut text = daemon.metrics.render(&stats, daemon.store.journal_stats(), &daemon.monitor.counts());
-    let _ = writeln!(
-        text,
-        "# HELP corvee_http_connections Client connections open, by listener (limit: http.max_connections each).\n\
-         # TYPE corvee_http_connections gauge\n\
-         corvee_http_connections{{listener=\"unix\"}} {}\n\
-         corvee_http_connections{{listener=\"tcp\"}} {}",
-        daemon.unix_connections.open(),
-        daemon.tcp_connections.open(),
-    );
+    let connections = [("unix", daemon.unix_connections.open()), ("tcp", daemon.tcp_connections.open())];
+    let text = daemon.metrics.render(&stats, daemon.store.journal_stats(), &daemon.monitor.counts(), connections);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

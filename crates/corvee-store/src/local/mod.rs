@@ -205,6 +205,11 @@ impl LocalStore {
     /// Runs a command: see the module documentation.
     async fn execute(&self, command: Command) -> Result<Reply, StoreError> {
         let submitted = self.inner.submit(command)?;
+        self.durable(submitted).await
+    }
+
+    /// Waits until a submitted command is durable, then does what follows.
+    async fn durable(&self, submitted: Submitted) -> Result<Reply, StoreError> {
         if let Some(ticket) = submitted.ticket {
             ticket.await.map_err(|error| self.inner.fail(&error))?;
         }
@@ -519,17 +524,17 @@ impl Store for LocalStore {
             Err(refused) => return Err(refused),
         };
         let files = spilled.keep();
-        let Reply::Enqueued(enqueued) = submitted.reply else { return Err(unexpected(submitted.reply)) };
-        // Files of jobs that turned out to be duplicates are unused (no
-        // record names them).
-        let unused: Vec<String> =
-            files.into_iter().filter(|(index, _)| enqueued[*index].duplicate).map(|(_, name)| name).collect();
-        self.inner.data.remove(&unused);
-        if let Some(ticket) = submitted.ticket {
-            ticket.await.map_err(|error| self.inner.fail(&error))?;
+        if let Reply::Enqueued(enqueued) = &submitted.reply {
+            // Files of jobs that turned out to be duplicates are unused (no
+            // record names them).
+            let unused: Vec<String> =
+                files.into_iter().filter(|(index, _)| enqueued[*index].duplicate).map(|(_, name)| name).collect();
+            self.inner.data.remove(&unused);
         }
-        self.inner.after_durable(submitted.actions);
-        Ok(enqueued)
+        match self.durable(submitted).await? {
+            Reply::Enqueued(enqueued) => Ok(enqueued),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn lease(&self, queues: &[QueueName], limit: u32, holder: LeaseHolder) -> Result<Vec<LeasedJob>, StoreError> {
